@@ -1,0 +1,138 @@
+"""The ``mcuzoo`` command: ``mcuzoo VERB [ARGS] [key=value ...]``.
+
+Verbs: ``run`` (the whole path from a config), ``models`` (the registry with
+parameters and MACs), ``evaluate`` (a model file on a dataset). Every user error
+ends as one line ``mcuzoo: error: ...`` on stderr and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .console import console, error, quiet_tensorflow
+from .errors import McuzooError
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not H,W,C (e.g. 128,128,3)") from None
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not H,W,C (e.g. 128,128,3)")
+    return parts  # type: ignore[return-value]
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .pipeline import run
+
+    cfg = load_config(args.config, args.overrides)
+    run(cfg)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import build_model, list_models, model_summary
+
+    out = Console(highlight=False)
+    table = Table(title=f"mcuzoo models ({args.classes} classes)")
+    for col in ("model", "input", "parameters", "MACs", "description"):
+        table.add_column(col, justify="right" if col in ("parameters", "MACs") else "left")
+    rows = []
+    for spec in list_models():
+        shape = tuple(args.input_shape) if args.input_shape else spec.default_input_shape
+        model = build_model(spec.name, shape, args.classes)
+        macs = sum(l.macs for l in model_summary(model))
+        rows.append({"model": spec.name, "input_shape": list(shape), "params": int(model.count_params()),
+                     "macs": int(macs), "description": spec.description})
+        table.add_row(spec.name, "x".join(map(str, shape)), f"{model.count_params():,}", f"{macs:,}", spec.description)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        out.print(table)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_eval_split
+    from .evaluate import evaluate_model, open_model, read_model_info
+
+    info = read_model_info(args.model)
+    rescale = args.rescale if args.rescale is not None else (info.rescale if info else None)
+    offset = args.offset if args.offset is not None else (info.offset if info else 0.0)
+    backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size)
+    split, class_names = load_eval_split(
+        args.data, shape, class_names=info.class_names if info else None,
+        interpolation=info.interpolation if info else "bilinear",
+    )
+    res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "data": str(args.data), **res.summary()}, indent=2))
+    else:
+        console.print(f"{args.model} on {args.data} ({res.n} images, {res.backend}): top-1 [bold]{100 * res.top1:.2f} %[/]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcuzoo", description="Tiny image classifiers, from a dataset to an int8 model that fits a microcontroller.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"mcuzoo {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    r = sub.add_parser("run", help="train, quantize and evaluate as a config says")
+    r.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
+    r.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. training.epochs=3")
+    r.set_defaults(fn=cmd_run)
+
+    m = sub.add_parser("models", help="list the models with parameters and MACs")
+    m.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C", help="input shape (default: each model's own)")
+    m.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.set_defaults(fn=cmd_models)
+
+    e = sub.add_parser("evaluate", help="top-1 and per-class accuracy of a .keras, .tflite or .onnx model on a dataset")
+    e.add_argument("model", help="model file (.keras, .tflite, .onnx); class names come from model_info.json beside it")
+    e.add_argument("data", help="dataset folder (class folders, EMNIST IDX, Food-101) or a built-in name (glyphs36, shapes)")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")
+    e.add_argument("--offset", type=float, default=None)
+    e.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    if getattr(args, "classes", 2) < 2:
+        error("mcuzoo: error: --classes must be at least 2")
+        return 2
+    try:
+        return int(args.fn(args) or 0)
+    except McuzooError as e:
+        error(f"mcuzoo: error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        error("mcuzoo: interrupted")
+        return 130
+    except MemoryError:
+        error("mcuzoo: error: out of memory (try a smaller batch_size or input size)")
+        return 1
+    except Exception as e:  # an internal error: still one line unless asked for more
+        if os.environ.get("MCUZOO_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        error(f"mcuzoo: internal error: {type(e).__name__}: {msg} (set MCUZOO_DEBUG=1 for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

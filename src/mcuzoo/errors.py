@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+Every problem a user can cause (bad config, missing or corrupt files, impossible
+shapes) is raised as a :class:`McuzooError` whose message is one line naming the
+problem. The CLI prints it as ``mcuzoo: error: <message>`` and exits with
+``exit_code``; nothing else is shown, never a traceback.
+"""
+from __future__ import annotations
+
+
+class McuzooError(Exception):
+    """A problem the user can fix. The message is one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(McuzooError):
+    """Unknown key, bad value, bad override: exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(McuzooError):
+    """Missing, corrupt or wrongly laid-out dataset files."""
+
+
+class ModelFileError(McuzooError):
+    """Missing, malformed or unsupported model files."""
+
+
+class RunDirError(McuzooError):
+    """A run directory that is missing, incomplete or in use."""

@@ -1,0 +1,214 @@
+"""Evaluation stage: top-1, per-class accuracy and confusion matrix of a model file.
+
+Entry point: :func:`evaluate_model`, for .keras (Keras, safe mode), .tflite (the
+LiteRT interpreter, batched: the input is resized to the batch, one invoke per
+batch) and .onnx (ONNX Runtime). Inputs follow the card convention: a model with
+a uint8 input gets raw pixels; an int8 input gets the preprocessed value
+quantized with the input's own scale and zero point; a float input gets the
+preprocessed float.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import McuzooError, ModelFileError
+
+SIDE_CAR = "model_info.json"
+
+
+@dataclass
+class ModelInfo:
+    """What travels next to a model file: class names and preprocessing."""
+
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    rescale: float
+    offset: float
+    model: str = ""
+    dataset: str = ""
+    interpolation: str = "bilinear"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+def read_model_info(model_path: str | Path) -> ModelInfo | None:
+    p = Path(model_path).parent / SIDE_CAR
+    if not p.is_file():
+        return None
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+        return ModelInfo(
+            class_names=[str(c) for c in d["class_names"]],
+            input_shape=tuple(int(v) for v in d["input_shape"]),
+            rescale=float(d["rescale"]), offset=float(d["offset"]),
+            model=str(d.get("model", "")), dataset=str(d.get("dataset", "")),
+            interpolation=str(d.get("interpolation", "bilinear")),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ModelFileError(f"{p} is not a valid mcuzoo model_info.json") from None
+
+
+@dataclass
+class EvalResult:
+    top1: float
+    n: int
+    per_class: dict[str, float]
+    confusion: list[list[int]] = field(repr=False)
+    backend: str = ""
+
+    def summary(self) -> dict:
+        return {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "per_class": self.per_class}
+
+
+# ---------------------------------------------------------------------------
+# backends: each returns (input_shape, predict(uint8 batch) -> probabilities)
+
+
+def _need_preprocessing(path: Path, rescale: float | None) -> None:
+    if rescale is None:
+        raise McuzooError(
+            f"{path} takes float input and its preprocessing is unknown (no {SIDE_CAR} beside it): "
+            "pass --rescale and --offset"
+        )
+
+
+def _keras_backend(path: Path, rescale: float, offset: float):
+    from .quantize import load_keras_model
+
+    _need_preprocessing(path, rescale)
+
+    model = load_keras_model(path)
+    shape = tuple(int(d) for d in model.input_shape[1:])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x.astype(np.float32) * rescale + offset, training=False))
+
+    return shape, predict
+
+
+def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
+    try:
+        interp = Interpreter(model_content=data, num_threads=None)
+    except (ValueError, RuntimeError) as e:
+        raise ModelFileError(f"cannot load {path}: {str(e).splitlines()[0][:200]}") from None
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    shape = tuple(int(d) for d in inp["shape"][1:])
+    if inp["dtype"] != np.uint8:
+        _need_preprocessing(path, rescale)
+    state = {"batch": None}
+    in_scale, in_zp = inp["quantization"]
+    out_scale, out_zp = out["quantization"]
+
+    def to_input(x: np.ndarray) -> np.ndarray:
+        if inp["dtype"] == np.uint8:
+            return x.astype(np.uint8)
+        f = x.astype(np.float32) * rescale + offset
+        if inp["dtype"] == np.int8:
+            return np.clip(np.round(f / in_scale + in_zp), -128, 127).astype(np.int8)
+        return f.astype(inp["dtype"])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        if state["batch"] != n:
+            try:
+                interp.resize_tensor_input(inp["index"], (n, *shape))
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise ModelFileError(f"cannot run {path}: {str(e).splitlines()[0][:200]}") from None
+            state["batch"] = n
+        interp.set_tensor(inp["index"], to_input(x))
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            y = (y.astype(np.float32) - out_zp) * out_scale
+        return y
+
+    return shape, predict
+
+
+def _onnx_backend(path: Path, rescale: float, offset: float):
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception classes
+        raise ModelFileError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}") from None
+    inp = sess.get_inputs()[0]
+    dims = inp.shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        raise ModelFileError(f"{path}: input {inp.name} has no fixed (H, W, C) shape: {inp.shape}")
+    shape = tuple(int(d) for d in dims)
+    uint8_in = inp.type == "tensor(uint8)"
+    if not uint8_in:
+        _need_preprocessing(path, rescale)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        feed = x.astype(np.uint8) if uint8_in else (x.astype(np.float32) * rescale + offset)
+        return np.asarray(sess.run(None, {inp.name: feed})[0])
+
+    return shape, predict
+
+
+def open_model(path: str | Path, rescale: float, offset: float, batch_size: int = 256):
+    """(backend name, input shape, predict) for a model file, chosen by its extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    ext = path.suffix.lower()
+    if ext == ".keras":
+        return ("keras",) + _keras_backend(path, rescale, offset)
+    if ext == ".tflite":
+        return ("litert",) + _tflite_backend(path, rescale, offset, batch_size)
+    if ext == ".onnx":
+        return ("onnxruntime",) + _onnx_backend(path, rescale, offset)
+    raise ModelFileError(f"{path}: unsupported model format '{ext}' (use .keras, .tflite or .onnx)")
+
+
+def score(
+    predict: Callable[[np.ndarray], np.ndarray],
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    class_names: list[str],
+) -> tuple[float, int, dict[str, float], list[list[int]]]:
+    k = len(class_names)
+    conf = np.zeros((k, k), dtype=np.int64)
+    for x, y in batches:
+        probs = predict(x)
+        if probs.ndim != 2 or probs.shape[1] != k:
+            raise McuzooError(f"model gives {probs.shape[-1]} outputs but the data has {k} classes")
+        np.add.at(conf, (np.asarray(y, dtype=np.int64), probs.argmax(axis=1)), 1)
+    n = int(conf.sum())
+    if n == 0:
+        raise McuzooError("evaluation split is empty")
+    totals = conf.sum(axis=1)
+    per_class = {name: (round(float(conf[i, i] / totals[i]), 6) if totals[i] else None) for i, name in enumerate(class_names)}
+    return float(np.trace(conf) / n), n, per_class, conf.tolist()
+
+
+def evaluate_model(
+    model_path: str | Path,
+    split,
+    class_names: list[str],
+    rescale: float,
+    offset: float,
+    batch_size: int = 256,
+) -> EvalResult:
+    """Evaluate a .keras / .tflite / .onnx model on a :class:`mcuzoo.data.Split`."""
+    backend, shape, predict = open_model(model_path, rescale, offset, batch_size)
+    if tuple(split.image_shape) != tuple(shape):
+        raise McuzooError(f"model input is {shape} but the data gives {tuple(split.image_shape)}")
+    top1, n, per_class, conf = score(predict, split.numpy_batches(batch_size), class_names)
+    return EvalResult(top1, n, per_class, conf, backend)

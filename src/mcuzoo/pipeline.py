@@ -1,0 +1,98 @@
+"""``mcuzoo run``: config -> dataset -> train -> quantize -> evaluate, into one run directory.
+
+Entry point: :func:`run`. Stages talk only through the artifacts in the run
+directory (see :mod:`mcuzoo.rundir` for their names).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import rundir
+from .config import Config, config_to_yaml
+from .console import console
+from .errors import McuzooError
+
+
+def _eval_split(dataset):
+    if dataset.test is not None and len(dataset.test):
+        return "test", dataset.test
+    return "validation", dataset.val
+
+
+def run(cfg: Config) -> Path:
+    """Run the configured stages; return the run directory."""
+    from .data import load_dataset
+    from .evaluate import ModelInfo, evaluate_model
+
+    from .models import get_model_spec
+
+    t_start = time.time()
+    get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
+    shape = tuple(cfg.model.input_shape)
+    dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation)
+    run_dir = rundir.new_run_dir(cfg.output_dir, cfg.name)
+    with rundir.RunLock(run_dir):
+        console.print(f"run directory: [bold]{run_dir}[/]")
+        rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(cfg))
+        for note in dataset.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        info = ModelInfo(
+            class_names=list(dataset.class_names), input_shape=shape,
+            rescale=cfg.preprocessing.rescale, offset=cfg.preprocessing.offset,
+            model=cfg.model.name, dataset=dataset.name, interpolation=cfg.preprocessing.interpolation,
+        )
+        rundir.write_json(run_dir / rundir.MODEL_INFO, info.to_json())
+        metrics: dict = {
+            "model": cfg.model.name, "dataset": dataset.name, "input_shape": list(shape),
+            "num_classes": len(dataset.class_names), "notes": list(dataset.notes),
+        }
+
+        float_path = run_dir / rundir.FLOAT_MODEL
+        int8_path = run_dir / rundir.INT8_TFLITE
+        if "train" in cfg.stages:
+            from .train import train
+
+            res = train(cfg, dataset, run_dir)
+            metrics["training"] = {
+                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                "best_val_accuracy": round(res.best_val_accuracy, 6), "seconds": round(res.seconds, 1),
+            }
+        if "quantize" in cfg.stages:
+            from .quantize import quantize_tflite
+
+            if not float_path.is_file():
+                raise McuzooError(f"quantize stage needs {float_path}: include the train stage")
+            t0 = time.time()
+            console.print(f"quantizing to int8 ({'per-channel' if cfg.quantization.per_channel else 'per-tensor'}) ...")
+            calib = dataset.train.take(cfg.quantization.calibration_samples, seed=cfg.dataset.seed)
+            q = quantize_tflite(
+                float_path, calib, int8_path, cfg.preprocessing.rescale, cfg.preprocessing.offset,
+                per_channel=cfg.quantization.per_channel,
+            )
+            metrics["quantization"] = {
+                "file": int8_path.name, "per_channel": cfg.quantization.per_channel,
+                "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,
+                "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
+                "seconds": round(time.time() - t0, 1),
+            }
+        if "evaluate" in cfg.stages:
+            split_name, split = _eval_split(dataset)
+            if split_name != "test":
+                console.print("[yellow]note:[/] no test split: evaluating on the validation split")
+            metrics["evaluation_split"] = split_name
+            for key, path in (("float", float_path), ("int8", int8_path)):
+                if not path.is_file():
+                    continue
+                res = evaluate_model(
+                    path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
+                    cfg.evaluation.batch_size,
+                )
+                metrics[key] = res.summary()
+                metrics[key]["file"] = path.name
+                metrics[key]["confusion"] = res.confusion
+                console.print(f"{key:>5} top-1 on {split_name} ({res.n} images): [bold]{100 * res.top1:.2f} %[/]")
+        metrics["seconds_total"] = round(time.time() - t_start, 1)
+        rundir.write_json(run_dir / rundir.METRICS, metrics)
+    console.print(f"done in {time.time() - t_start:.0f} s: {run_dir}")
+    return run_dir

@@ -1,0 +1,134 @@
+"""Run directories: where every artifact of a run lands, written atomically.
+
+Each file is written to a temporary name in the same folder and renamed into
+place (``os.replace`` is atomic on POSIX), so a crash or a full disk never leaves
+a half-written model or JSON that a later stage would trust. A run directory is
+held by one process at a time through a lock file holding its PID.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import RunDirError
+
+LOCK_NAME = ".lock"
+
+# Names of the artifacts of a run, in one place.
+CONFIG = "config.yaml"
+MODEL_INFO = "model_info.json"
+FLOAT_MODEL = "float_model.keras"
+INT8_TFLITE = "model_int8.tflite"
+TRAINING_LOG = "training_log.csv"
+HISTORY = "history.json"
+METRICS = "metrics.json"
+ANALYSIS = "analysis.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"missing file {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirError(f"{path} is not valid JSON") from None
+
+
+def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """Claim a fresh folder ``output_dir/name`` (then ``name2``, ``name3``...)."""
+    root = Path(output_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create output folder {root}: {e.strerror}") from None
+    for i in range(1, 10_000):
+        candidate = root / (name if i == 1 else f"{name}{i}")
+        try:
+            candidate.mkdir()  # atomic claim: fails if another run took it
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunDirError(f"too many runs named '{name}' in {root}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """Exclusive hold on a run directory; a second holder is refused with a clear message."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_NAME
+
+    def acquire(self) -> "RunLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _pid_alive(pid):
+                    raise RunDirError(
+                        f"run directory {self.path.parent} is in use by another mcuzoo process (pid {pid})"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale lock of a dead process
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise RunDirError(f"could not lock run directory {self.path.parent}")
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

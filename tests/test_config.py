@@ -1,0 +1,102 @@
+import pytest
+
+from mcuzoo.cli import main
+from mcuzoo.config import Config, apply_overrides, load_config, parse_override
+from mcuzoo.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_valid():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.model.name == "st_mnist_v1"
+    assert cfg.stages == ["train", "quantize", "evaluate"]
+
+
+def test_quickstart_config_loads():
+    from conftest import REPO
+
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    assert cfg.dataset.name == "glyphs36"
+    assert cfg.model.input_shape == (28, 28, 1)
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["training.epochs=3", "model.input_shape=[32,32,3]", "quantization.per_channel=false"])
+    assert cfg.training.epochs == 3
+    assert cfg.model.input_shape == (32, 32, 3)
+    assert cfg.quantization.per_channel is False
+
+
+def test_override_values_are_data_not_code():
+    # a string that would run code if evaluated stays a string, and fails validation as one
+    with pytest.raises(ConfigError, match="training.epochs"):
+        load_config(None, ["training.epochs=__import__('os').getcwd()"])
+    assert parse_override("name=!!python/object/apply:os.getcwd []")[1] == "!!python/object/apply:os.getcwd []"
+
+
+def test_unknown_key_names_key_and_allowed(tmp_path):
+    p = write(tmp_path, "training:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "training.epoch" in msg and "epochs" in msg and "batch_size" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'modle'"):
+        load_config(write(tmp_path, "modle: {}\n"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("training.epochs=-1", "training.epochs"),
+    ("model.input_shape=[28,28,2]", "model.input_shape"),
+    ("dataset.name=mnist", "dataset.name"),
+    ("stages=[train,deploy]", "stages"),
+    ("dataset.validation_split=1.5", "dataset.validation_split"),
+])
+def test_bad_values(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_dataset_path_required():
+    with pytest.raises(ConfigError, match="dataset.path"):
+        load_config(None, ["dataset.name=folder"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [1, 2\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["training.epochs"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"name": "x"}, ["name.sub=1"])
+
+
+def test_stages_are_ordered():
+    cfg = load_config(None, ["stages=[evaluate,train]"])
+    assert cfg.stages == ["train", "evaluate"]
+
+
+def test_cli_config_error_is_one_line_exit_2(tmp_path, capsys):
+    p = write(tmp_path, "training:\n  epoch: 3\n")
+    code = main(["run", str(p)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().startswith("mcuzoo: error: unknown config key 'training.epoch'")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

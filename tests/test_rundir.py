@@ -1,0 +1,51 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mcuzoo import rundir
+from mcuzoo.errors import RunDirError
+
+
+def test_new_run_dir_increments(tmp_path):
+    a = rundir.new_run_dir(tmp_path, "exp")
+    b = rundir.new_run_dir(tmp_path, "exp")
+    assert a.name == "exp" and b.name == "exp2"
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "m.json"
+    rundir.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with rundir.atomic_path(target) as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_lock_refuses_second_live_holder(tmp_path):
+    d = rundir.new_run_dir(tmp_path, "r")
+    # another live process holds the lock
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (d / rundir.LOCK_NAME).write_text(str(proc.pid))
+        with pytest.raises(RunDirError, match="in use"):
+            rundir.RunLock(d).acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+    # the holder died: its stale lock is taken over
+    with rundir.RunLock(d):
+        assert (d / rundir.LOCK_NAME).read_text() == str(os.getpid())
+    assert not (d / rundir.LOCK_NAME).exists()
+
+
+def test_read_json_errors(tmp_path):
+    with pytest.raises(RunDirError, match="missing"):
+        rundir.read_json(tmp_path / "x.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(RunDirError, match="not valid JSON"):
+        rundir.read_json(tmp_path / "bad.json")
