@@ -1,0 +1,156 @@
+"""The model registry: every architecture mcuzoo can build, by name.
+
+Each architecture lives in its own module as one builder function, registered
+with :func:`register_model` (in the style of timm)::
+
+    @register_model("st_mnist_v1", description="...", default_input_shape=(28, 28, 1),
+                    default_rescale=1 / 127.5, default_offset=-1.0)
+    def st_mnist_v1(input_shape, num_classes, dropout=None) -> keras.Model: ...
+
+Builders take float input (the pipeline applies ``pixel * rescale + offset``)
+and end in a softmax over ``num_classes``. Every problem with the arguments
+(unknown name, impossible input shape, too few classes, bad dropout) is raised
+as :class:`mcuzoo.errors.ConfigError` with a one-line message before any Keras
+layer is built.
+
+Public API::
+
+    build_model(name, input_shape, num_classes, dropout=None) -> keras.Model
+    list_models() -> list[ModelSpec]
+    get_model_spec(name) -> ModelSpec
+    model_summary(model) -> list[LayerInfo]
+    total_macs(model) -> int
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError
+
+__all__ = [
+    "ModelSpec",
+    "LayerInfo",
+    "register_model",
+    "build_model",
+    "list_models",
+    "get_model_spec",
+    "model_summary",
+    "total_macs",
+    "check_build_args",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered architecture.
+
+    ``default_rescale`` / ``default_offset`` are the preprocessing the model was
+    trained with on its card: ``float_input = uint8_pixel * rescale + offset``.
+    ``builder(input_shape, num_classes, dropout=None)`` returns an uncompiled
+    ``keras.Model``; ``default_dropout`` is the top dropout it uses when
+    ``dropout`` is None.
+    """
+
+    name: str
+    description: str
+    default_input_shape: tuple[int, int, int]
+    default_rescale: float
+    default_offset: float
+    builder: Callable
+    default_dropout: float = 0.0
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    description: str,
+    default_input_shape: tuple[int, int, int],
+    default_rescale: float,
+    default_offset: float,
+    default_dropout: float = 0.0,
+) -> Callable[[Callable], Callable]:
+    """Decorator that registers a builder function under ``name``."""
+
+    def decorator(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            description=description,
+            default_input_shape=tuple(default_input_shape),
+            default_rescale=float(default_rescale),
+            default_offset=float(default_offset),
+            builder=fn,
+            default_dropout=float(default_dropout),
+        )
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[ModelSpec]:
+    """All registered models, sorted by name."""
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec of model ``name``; ConfigError naming the known models if unknown."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigError(f"unknown model {name!r} (known: {known})") from None
+
+
+def check_build_args(model: str, input_shape, num_classes, dropout) -> tuple[tuple[int, int, int], int, float | None]:
+    """Validate the arguments shared by every builder; return them normalised.
+
+    Raises ConfigError (one line, naming the model and the problem) for an
+    input shape that is not (height, width, channels) of positive integers,
+    channels other than 1 or 3, fewer than 2 classes or a dropout outside [0, 1).
+    """
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ConfigError(f"{model}: input_shape must be (height, width, channels), got {input_shape!r}") from None
+    if len(shape) != 3 or not all(_is_int(v) for v in shape):
+        raise ConfigError(f"{model}: input_shape must be (height, width, channels) integers, got {input_shape!r}")
+    h, w, c = (int(v) for v in shape)
+    if h < 1 or w < 1:
+        raise ConfigError(f"{model}: input height and width must be positive, got {h}x{w}")
+    if c not in (1, 3):
+        raise ConfigError(f"{model}: input channels must be 1 (grayscale) or 3 (RGB), got {c}")
+    if not _is_int(num_classes) or int(num_classes) < 2:
+        raise ConfigError(f"{model}: num_classes must be an integer >= 2, got {num_classes!r}")
+    if dropout is not None:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
+        dropout = float(dropout)
+    return (h, w, c), int(num_classes), dropout
+
+
+def _is_int(v) -> bool:
+    import numbers
+
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None):
+    """Build registered model ``name`` for ``input_shape`` (H, W, C) and ``num_classes``.
+
+    ``dropout`` overrides the model's top dropout (None: the model's default).
+    Returns an uncompiled ``keras.Model`` with output shape (None, num_classes).
+    """
+    spec = get_model_spec(name)
+    input_shape, num_classes, dropout = check_build_args(name, input_shape, num_classes, dropout)
+    return spec.builder(input_shape, num_classes, dropout=dropout)
+
+
+# The builder modules register themselves on import; they import register_model
+# and check_build_args from this module, so these imports stay at the bottom.
+from . import efficientnet_lc, squeezenet, st_mnist  # noqa: E402,F401
+from .macs import LayerInfo, model_summary, total_macs  # noqa: E402

@@ -1,0 +1,63 @@
+"""ST MNIST v1: a depthwise-separable CNN for 28x28 MNIST-style images.
+
+Reference: STMicroelectronics stm32ai-modelzoo, image_classification/st_mnist.
+
+    conv1   Conv2D 16, 3x3, stride 2, same, BN, ReLU      14x14x16 (at 28x28)
+    dwconv2 DepthwiseConv2D 3x3, stride 1, same, BN, ReLU 14x14x16
+    conv3   Conv2D 32, 3x3, stride 1, same, BN, ReLU      14x14x32
+    dwconv4 DepthwiseConv2D 3x3, stride 2, same, BN, ReLU 7x7x32
+    conv5   Conv2D 64, 1x1, BN, ReLU                      7x7x64
+    top     GlobalAveragePooling, Dropout 0.5, Dense softmax
+
+36 classes: 10,372 parameters (10,052 trainable, 320 BN moving statistics).
+All padding is "same", so any input size of at least 1x1 works.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from . import check_build_args, register_model
+
+DEFAULT_DROPOUT = 0.5
+
+
+def conv_bn_relu(x, filters, kernel_size, strides, name):
+    """Conv2D (with bias) -> BatchNormalization -> ReLU."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def dwconv_bn_relu(x, strides, name):
+    """DepthwiseConv2D 3x3 (with bias) -> BatchNormalization -> ReLU."""
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register_model(
+    "st_mnist_v1",
+    description="ST MNIST v1: depthwise-separable CNN for 28x28 grayscale glyphs (10,372 params at 36 classes)",
+    default_input_shape=(28, 28, 1),
+    default_rescale=1 / 127.5,
+    default_offset=-1.0,
+    default_dropout=DEFAULT_DROPOUT,
+)
+def st_mnist_v1(input_shape, num_classes, dropout=None) -> keras.Model:
+    """Build ST MNIST v1 for ``input_shape`` (H, W, C) and ``num_classes``."""
+    input_shape, num_classes, dropout = check_build_args("st_mnist_v1", input_shape, num_classes, dropout)
+    if dropout is None:
+        dropout = DEFAULT_DROPOUT
+
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = conv_bn_relu(inputs, 16, 3, 2, name="conv1")
+    x = dwconv_bn_relu(x, 1, name="dwconv2")
+    x = conv_bn_relu(x, 32, 3, 1, name="conv3")
+    x = dwconv_bn_relu(x, 2, name="dwconv4")
+    x = conv_bn_relu(x, 64, 1, 1, name="conv5")
+
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="top_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="st_mnist_v1")
