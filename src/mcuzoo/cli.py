@@ -12,7 +12,7 @@ import os
 import sys
 
 from .console import console, error, quiet_tensorflow
-from .errors import McuzooError
+from .errors import ConfigError, McuzooError
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -29,7 +29,14 @@ def cmd_run(args) -> int:
     from .config import load_config
     from .pipeline import run
 
-    cfg = load_config(args.config, args.overrides)
+    if args.resume:
+        if args.args and not all("=" in a for a in args.args):
+            raise ConfigError("with --resume, give only key=value overrides (the run's own config.yaml is used)")
+        run(resume=args.resume, overrides=args.args)
+        return 0
+    if not args.args:
+        raise ConfigError("mcuzoo run needs a config file, e.g. mcuzoo run configs/quickstart.yaml")
+    cfg = load_config(args.args[0], args.args[1:])
     run(cfg)
     return 0
 
@@ -38,17 +45,23 @@ def cmd_models(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .models import build_model, list_models, model_summary
+    from .models import build_model, list_models, total_macs
 
     out = Console(highlight=False)
     table = Table(title=f"mcuzoo models ({args.classes} classes)")
     for col in ("model", "input", "parameters", "MACs", "description"):
-        table.add_column(col, justify="right" if col in ("parameters", "MACs") else "left")
+        table.add_column(col, justify="right" if col in ("parameters", "MACs") else "left",
+                         no_wrap=col != "description", overflow="fold")
     rows = []
     for spec in list_models():
         shape = tuple(args.input_shape) if args.input_shape else spec.default_input_shape
-        model = build_model(spec.name, shape, args.classes)
-        macs = sum(l.macs for l in model_summary(model))
+        try:
+            model = build_model(spec.name, shape, args.classes)
+        except ConfigError as e:  # this shape is impossible for this model: say why in its row
+            rows.append({"model": spec.name, "input_shape": list(shape), "error": str(e)})
+            table.add_row(spec.name, "x".join(map(str, shape)), "-", "-", f"[red]{e}[/]")
+            continue
+        macs = total_macs(model)
         rows.append({"model": spec.name, "input_shape": list(shape), "params": int(model.count_params()),
                      "macs": int(macs), "description": spec.description})
         table.add_row(spec.name, "x".join(map(str, shape)), f"{model.count_params():,}", f"{macs:,}", spec.description)
@@ -67,10 +80,20 @@ def cmd_evaluate(args) -> int:
     rescale = args.rescale if args.rescale is not None else (info.rescale if info else None)
     offset = args.offset if args.offset is not None else (info.offset if info else 0.0)
     backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size)
-    split, class_names = load_eval_split(
-        args.data, shape, class_names=info.class_names if info else None,
-        interpolation=info.interpolation if info else "bilinear",
-    )
+    if str(args.data).endswith((".yaml", ".yml")):  # a run's config: the very split that run evaluated
+        from .config import load_config
+        from .data import load_dataset
+        from .pipeline import eval_split
+
+        cfg = load_config(args.data)
+        dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation)
+        split_name, split = eval_split(dataset)
+        class_names = dataset.class_names
+    else:
+        split, class_names = load_eval_split(
+            args.data, shape, class_names=info.class_names if info else None,
+            interpolation=info.interpolation if info else "bilinear",
+        )
     res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), **res.summary()}, indent=2))
@@ -88,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     r = sub.add_parser("run", help="train, quantize and evaluate as a config says")
-    r.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
-    r.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. training.epochs=3")
+    r.add_argument("args", nargs="*", metavar="CONFIG [key=value ...]",
+                   help="YAML config file, e.g. configs/quickstart.yaml, then overrides such as training.epochs=3")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     r.set_defaults(fn=cmd_run)
 
     m = sub.add_parser("models", help="list the models with parameters and MACs")
@@ -100,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="top-1 and per-class accuracy of a .keras, .tflite or .onnx model on a dataset")
     e.add_argument("model", help="model file (.keras, .tflite, .onnx); class names come from model_info.json beside it")
-    e.add_argument("data", help="dataset folder (class folders, EMNIST IDX, Food-101) or a built-in name (glyphs36, shapes)")
+    e.add_argument("data", help="dataset folder (class folders, EMNIST IDX, Food-101), a built-in name (glyphs36, shapes), "
+                   "or a run's config.yaml (its test split, or validation where it has none)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")

@@ -75,6 +75,23 @@ class EarlyStoppingConfig(_Section):
     patience: int = Field(60, ge=1)
 
 
+class ClusterConfig(_Section):
+    """Workers of a multi_worker run (used when the TF_CONFIG variable is not set)."""
+
+    workers: list[str] = Field(..., min_length=1, description="host:port of every worker, chief first")
+    task_index: int = Field(0, ge=0, description="this process's index in workers")
+
+    @model_validator(mode="after")
+    def _index(self):
+        if self.task_index >= len(self.workers):
+            raise ValueError(f"task_index {self.task_index} is out of range for {len(self.workers)} workers")
+        for w in self.workers:
+            host, _, port = w.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"worker '{w}' is not host:port")
+        return self
+
+
 class TrainingConfig(_Section):
     epochs: int = Field(20, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=65_536)
@@ -84,6 +101,12 @@ class TrainingConfig(_Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     seed: int = 0
     verbose: bool = True
+    deterministic: bool = True
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    cpu_devices: Optional[int] = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored without GPUs)")
+    cluster: Optional[ClusterConfig] = None
+    scale_learning_rate: bool = Field(True, description="multiply learning_rate by the number of replicas")
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = "none"
 
 
 class QuantizationConfig(_Section):

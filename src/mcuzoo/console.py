@@ -9,7 +9,7 @@ from typing import Iterator
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
@@ -24,6 +24,11 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    import warnings
+
+    # Keras and TF warn about internals users cannot act on (e.g. shuffle on a tf.data input)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(keras|tensorflow)\b.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 @contextlib.contextmanager

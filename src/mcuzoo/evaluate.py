@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .console import captured_output
 from .errors import McuzooError, ModelFileError
 
 SIDE_CAR = "model_info.json"
@@ -125,8 +126,9 @@ def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
         n = len(x)
         if state["batch"] != n:
             try:
-                interp.resize_tensor_input(inp["index"], (n, *shape))
-                interp.allocate_tensors()
+                with captured_output():  # LiteRT prints an INFO line about its XNNPACK delegate
+                    interp.resize_tensor_input(inp["index"], (n, *shape))
+                    interp.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise ModelFileError(f"cannot run {path}: {str(e).splitlines()[0][:200]}") from None
             state["batch"] = n

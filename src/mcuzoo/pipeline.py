@@ -14,26 +14,48 @@ from .console import console
 from .errors import McuzooError
 
 
-def _eval_split(dataset):
+def eval_split(dataset):
+    """(name, split) that a run evaluates on: the test split, else the validation split."""
     if dataset.test is not None and len(dataset.test):
         return "test", dataset.test
     return "validation", dataset.val
 
 
-def run(cfg: Config) -> Path:
-    """Run the configured stages; return the run directory."""
+def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> Path:
+    """Run the configured stages; return the run directory.
+
+    With ``resume``, continue the run in that directory from its last checkpoint
+    (its saved config.yaml, with ``overrides`` applied, e.g. more epochs).
+    """
+    from .config import load_config
     from .data import load_dataset
     from .evaluate import ModelInfo, evaluate_model
-
     from .models import get_model_spec
+    from .train import is_chief
 
     t_start = time.time()
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / rundir.CONFIG).is_file():
+            raise McuzooError(f"cannot resume {run_dir}: no {rundir.CONFIG} there (not a run directory?)")
+        cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    elif cfg is None:
+        raise McuzooError("run needs a config or a run directory to resume")
     get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
     shape = tuple(cfg.model.input_shape)
     dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation)
-    run_dir = rundir.new_run_dir(cfg.output_dir, cfg.name)
+    chief = is_chief(cfg)
+    if not chief:  # a multi-worker helper: trains, writes nothing of the run
+        import tempfile
+
+        from .train import train
+
+        train(cfg, dataset, Path(tempfile.mkdtemp(prefix="mcuzoo-worker-")))
+        return Path(cfg.output_dir)
+    if resume is None:
+        run_dir = rundir.new_run_dir(cfg.output_dir, cfg.name)
     with rundir.RunLock(run_dir):
-        console.print(f"run directory: [bold]{run_dir}[/]")
+        console.print(f"{'resuming' if resume is not None else 'run directory:'} [bold]{run_dir}[/]")
         rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(cfg))
         for note in dataset.notes:
             console.print(f"[yellow]note:[/] {note}")
@@ -53,10 +75,11 @@ def run(cfg: Config) -> Path:
         if "train" in cfg.stages:
             from .train import train
 
-            res = train(cfg, dataset, run_dir)
+            res = train(cfg, dataset, run_dir, resume=resume is not None)
             metrics["training"] = {
-                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
                 "best_val_accuracy": round(res.best_val_accuracy, 6), "seconds": round(res.seconds, 1),
+                "replicas": res.replicas, "distribution": cfg.training.distribution,
             }
         if "quantize" in cfg.stages:
             from .quantize import quantize_tflite
@@ -77,7 +100,7 @@ def run(cfg: Config) -> Path:
                 "seconds": round(time.time() - t0, 1),
             }
         if "evaluate" in cfg.stages:
-            split_name, split = _eval_split(dataset)
+            split_name, split = eval_split(dataset)
             if split_name != "test":
                 console.print("[yellow]note:[/] no test split: evaluating on the validation split")
             metrics["evaluation_split"] = split_name

@@ -47,7 +47,7 @@ def calibration_batches(images: np.ndarray, rescale: float, offset: float):
     return gen
 
 
-def load_keras_model(path: str | Path):
+def load_keras_model(path: str | Path, compile: bool = False):
     """Load a .keras file with safe mode on (no code from files runs)."""
     import keras
 
@@ -58,7 +58,7 @@ def load_keras_model(path: str | Path):
         raise ModelFileError(f"model file not found: {path}")
     try:
         with captured_output():
-            return keras.saving.load_model(path, safe_mode=True, compile=False)
+            return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises many kinds for a bad file
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"cannot load Keras model {path}: {first}") from None

@@ -1,14 +1,41 @@
-"""Training stage: Keras fit with the cards' callbacks, into a run directory.
+"""Training stage: from scratch, with the cards' callbacks, checkpointed every epoch.
 
-Entry point: :func:`train`. Reads the dataset's train and validation splits only
-(the test split never takes part in model selection), writes the best model by
-validation accuracy to ``float_model.keras``, a CSV log and ``history.json``.
+Entry point: :func:`train`. It reads the dataset's train and validation splits
+only (the test split never takes part in model selection) and writes into the
+run directory:
+
+- ``float_model.keras``: the best model by validation accuracy;
+- ``checkpoints/epoch_NNNN.keras`` + ``checkpoints/state.json``: the last
+  epoch's model with its optimizer state, and everything else a resumed run
+  needs (epoch, learning rate, ReduceLROnPlateau / EarlyStopping counters, best
+  accuracy, dropout RNG states, the per-epoch history). ``state.json`` is
+  written last and names its checkpoint, so a kill at any moment leaves a
+  consistent pair;
+- ``training_log.csv`` and ``history.json``.
+
+Training runs one ``fit`` call per epoch, each epoch shuffled with its own seed
+(``seed * 1000 + epoch``), and the plateau / early-stopping logic lives here
+rather than in Keras callbacks (whose counters reset on every ``fit``), so that
+``mcuzoo run --resume RUN_DIR`` continues a killed run to the same final model
+as an uninterrupted one.
+
+Distribution (``training.distribution``): ``none``, ``mirrored`` (all local
+GPUs, or ``training.cpu_devices`` logical CPUs) or ``multi_worker`` (TF_CONFIG,
+or ``training.cluster``). ``training.batch_size`` is per replica; the learning
+rate is multiplied by the number of replicas when ``scale_learning_rate`` is on.
+Only the chief writes to the run directory.
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+import os
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +44,11 @@ from . import rundir
 from .config import Config
 from .console import console
 from .data import Dataset
+from .errors import McuzooError, RunDirError
+
+CHECKPOINTS = "checkpoints"
+STATE = "state.json"
+MIN_DELTA_LR = 1e-4  # Keras ReduceLROnPlateau's default min_delta
 
 
 @dataclass
@@ -26,6 +58,48 @@ class TrainResult:
     best_epoch: int
     best_val_accuracy: float
     seconds: float
+    replicas: int = 1
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainState:
+    """Everything besides the model that a resumed run needs. ``epoch`` = epochs completed."""
+
+    epoch: int = 0
+    learning_rate: float = 0.0
+    best_val_accuracy: float = -1.0
+    best_epoch: int = 0
+    lr_best: float = -math.inf
+    lr_wait: int = 0
+    es_wait: int = 0
+    stopped_early: bool = False
+    checkpoint: str = ""
+    seconds: float = 0.0
+    seed_states: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+
+    def update(self, logs: dict, cfg: Config) -> float | None:
+        """Apply ReduceLROnPlateau and EarlyStopping (mode max on val_accuracy); return a new lr or None."""
+        t = cfg.training
+        acc = float(logs.get("val_accuracy", -1.0))
+        self.epoch += 1
+        if acc > self.best_val_accuracy:
+            self.best_val_accuracy, self.best_epoch = acc, self.epoch
+            self.es_wait = 0
+        else:
+            self.es_wait += 1
+            if self.es_wait >= t.early_stopping.patience:
+                self.stopped_early = True
+        new_lr = None
+        if acc - MIN_DELTA_LR > self.lr_best:
+            self.lr_best, self.lr_wait = acc, 0
+        else:
+            self.lr_wait += 1
+            if self.lr_wait >= t.reduce_lr.patience and self.learning_rate > t.reduce_lr.min_lr:
+                new_lr = max(self.learning_rate * t.reduce_lr.factor, t.reduce_lr.min_lr)
+                self.lr_wait = 0
+        return new_lr
 
 
 def preprocess_fn(rescale: float, offset: float):
@@ -38,135 +112,283 @@ def preprocess_fn(rescale: float, offset: float):
     return fn
 
 
-def _optimizer(cfg: Config):
-    import keras
+# ---------------------------------------------------------------------------
+# distribution
+
+
+def _cluster_env(cfg: Config) -> dict | None:
+    """The multi-worker cluster: TF_CONFIG if set, else training.cluster."""
+    raw = os.environ.get("TF_CONFIG")
+    if raw:
+        try:
+            tf_config = json.loads(raw)
+            workers = tf_config["cluster"]["worker"]
+            task = tf_config["task"]
+            return {"workers": list(workers), "index": int(task["index"]), "type": task.get("type", "worker")}
+        except (ValueError, KeyError, TypeError):
+            raise McuzooError("TF_CONFIG is set but is not valid JSON with cluster.worker and task.index") from None
+    c = cfg.training.cluster
+    if c is None:
+        return None
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": c.workers}, "task": {"type": "worker", "index": c.task_index}})
+    return {"workers": list(c.workers), "index": c.task_index, "type": "worker"}
+
+
+def is_chief(cfg: Config) -> bool:
+    if cfg.training.distribution != "multi_worker":
+        return True
+    env = _cluster_env(cfg)
+    return env is None or (env["type"] in ("worker", "chief") and env["index"] == 0)
+
+
+def make_strategy(cfg: Config):
+    """The tf.distribute strategy of ``training.distribution`` (None for a single device)."""
+    import tensorflow as tf
 
     t = cfg.training
-    if t.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=t.learning_rate)
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=0.9)
-    return keras.optimizers.RMSprop(learning_rate=t.learning_rate)
+    if t.cpu_devices and t.cpu_devices > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(t.cpu_devices)]
+            )
+        except RuntimeError:  # already initialised in this process: keep what exists
+            pass
+    if t.distribution == "none":
+        return None
+    if t.distribution == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    env = _cluster_env(cfg)
+    if env is None:
+        raise McuzooError("training.distribution=multi_worker needs TF_CONFIG or training.cluster")
+    comm = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
 
 
-def _callbacks(cfg: Config, run_dir: Path, steps: int):
+# ---------------------------------------------------------------------------
+# checkpoints
+
+
+def _seed_states(model) -> list:
+    return [np.asarray(v).tolist() for v in model.variables if "seed_generator_state" in v.path]
+
+
+def _restore_seed_states(model, states: list) -> None:
+    variables = [v for v in model.variables if "seed_generator_state" in v.path]
+    for v, s in zip(variables, states):
+        v.assign(np.asarray(s, dtype=v.dtype))
+
+
+def read_state(run_dir: Path) -> TrainState | None:
+    path = run_dir / CHECKPOINTS / STATE
+    if not path.is_file():
+        return None
+    data = rundir.read_json(path)
+    try:
+        return TrainState(**data)
+    except TypeError:
+        raise RunDirError(f"{path} is not a mcuzoo training state") from None
+
+
+def _write_log(run_dir: Path, state: TrainState) -> None:
+    keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for row in state.history:
+        w.writerow(row)
+    rundir.write_text(run_dir / rundir.TRAINING_LOG, buf.getvalue())
+
+
+def _save_checkpoint(model, run_dir: Path, state: TrainState, chief: bool) -> None:
+    """Model (with optimizer) first, then the state naming it; then drop older checkpoints."""
+    if not chief:  # every worker must save (collective ops), only the chief keeps it
+        tmp = Path(tempfile.mkdtemp(prefix="mcuzoo-worker-"))
+        model.save(tmp / "ckpt.keras")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    ckdir = run_dir / CHECKPOINTS
+    name = f"epoch_{state.epoch:04d}.keras"
+    with rundir.atomic_path(ckdir / name) as tmp:
+        model.save(tmp)
+    state.checkpoint = name
+    state.seed_states = _seed_states(model)
+    rundir.write_json(ckdir / STATE, asdict(state))
+    for old in ckdir.glob("epoch_*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# progress
+
+
+def _progress_callback(epochs: int, steps: int):
     import keras
 
-    class BestCheckpoint(keras.callbacks.Callback):
-        """Keep the best model by val_accuracy, saved atomically (temp file, then rename)."""
+    class BatchProgress(keras.callbacks.Callback):
+        """A transient progress bar within each epoch, on a terminal only."""
 
-        def __init__(self, path: Path):
+        def __init__(self):
             super().__init__()
-            self.path = path
-            self.best = -math.inf
-            self.best_epoch = 0
-
-        def on_epoch_end(self, epoch, logs=None):
-            acc = float((logs or {}).get("val_accuracy", -math.inf))
-            if acc > self.best:
-                self.best, self.best_epoch = acc, epoch + 1
-                with rundir.atomic_path(self.path) as tmp:
-                    self.model.save(tmp)
-
-    class EpochLine(keras.callbacks.Callback):
-        """One readable line per epoch, and a transient progress bar on a terminal."""
-
-        def __init__(self, epochs: int):
-            super().__init__()
-            self.epochs = epochs
             self.progress = None
+            self.epoch = 0
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-            if console.is_terminal:
-                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-                self.progress = Progress(
-                    TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                    TimeRemainingColumn(), console=console, transient=True,
-                )
-                self.task = self.progress.add_task("", total=steps, info="")
-                self.progress.start()
+            self.progress = Progress(
+                TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(), console=console, transient=True,
+            )
+            self.task = self.progress.add_task("", total=steps, info="")
+            self.progress.start()
 
         def on_train_batch_end(self, batch, logs=None):
-            if self.progress is not None:
-                logs = logs or {}
-                info = f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f}"
-                self.progress.update(self.task, completed=batch + 1, info=info)
+            logs = logs or {}
+            info = f"loss {float(logs.get('loss', 0)):.4f} acc {float(logs.get('accuracy', 0)):.4f}"
+            self.progress.update(self.task, completed=batch + 1, info=info)
 
         def on_epoch_end(self, epoch, logs=None):
             if self.progress is not None:
                 self.progress.stop()
                 self.progress = None
-            logs = logs or {}
-            lr = logs.get("learning_rate")
-            console.print(
-                f"epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-                f"acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}  "
-                f"val_acc {logs.get('val_accuracy', float('nan')):.4f}"
-                + (f"  lr {float(lr):.2e}" if lr is not None else "")
-                + f"  {time.time() - self.t0:.1f}s"
-            )
 
-    t = cfg.training
-    best = BestCheckpoint(run_dir / rundir.FLOAT_MODEL)
-    cbs = [
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_accuracy", mode="max", factor=t.reduce_lr.factor,
-            patience=t.reduce_lr.patience, min_lr=t.reduce_lr.min_lr, verbose=0,
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=t.early_stopping.patience, restore_best_weights=False,
-        ),
-        best,
-        keras.callbacks.CSVLogger(str(run_dir / rundir.TRAINING_LOG)),
-    ]
-    if t.verbose:
-        cbs.append(EpochLine(t.epochs))
-    return cbs, best
+    return BatchProgress()
 
 
-def train(cfg: Config, dataset: Dataset, run_dir: str | Path) -> TrainResult:
-    """Train ``cfg.model`` from scratch on ``dataset`` and save the best model in ``run_dir``."""
+def _epoch_line(row: dict, epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+        f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['learning_rate']:.2e}  "
+        f"{row['seconds']:.1f}s"
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train ``cfg.model`` from scratch on ``dataset`` into ``run_dir`` (or continue it with ``resume``)."""
     import keras
+    import tensorflow as tf
 
     from .models import build_model
+    from .quantize import load_keras_model
 
     run_dir = Path(run_dir)
-    keras.utils.set_random_seed(cfg.training.seed)
-    model = build_model(cfg.model.name, tuple(cfg.model.input_shape), len(dataset.class_names), dropout=cfg.model.dropout)
-    model.compile(
-        optimizer=_optimizer(cfg),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
+    t = cfg.training
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if t.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(t.mixed_precision)
+    strategy = make_strategy(cfg)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    chief = is_chief(cfg)
+    global_batch = t.batch_size * replicas
+    base_lr = t.learning_rate * (replicas if t.scale_learning_rate else 1)
+
+    state = read_state(run_dir) if resume else None
+    keras.utils.set_random_seed(t.seed)
+    scope = strategy.scope() if strategy is not None else _null_scope()
+    with scope:
+        if state is not None and state.checkpoint:
+            model = load_keras_model(run_dir / CHECKPOINTS / state.checkpoint, compile=True)
+            _restore_seed_states(model, state.seed_states)
+        else:
+            state = TrainState(learning_rate=base_lr)
+            model = build_model(cfg.model.name, tuple(cfg.model.input_shape), len(dataset.class_names), dropout=cfg.model.dropout)
+            opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}.get(t.optimizer)
+            optimizer = opt(learning_rate=base_lr) if opt else keras.optimizers.SGD(learning_rate=base_lr, momentum=0.9)
+            model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+
+    if state.stopped_early or state.epoch >= t.epochs:
+        console.print(f"training already finished at epoch {state.epoch}: nothing to resume")
+        return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
+                           state.seconds, replicas, state.stopped_early)
+
     pre = preprocess_fn(cfg.preprocessing.rescale, cfg.preprocessing.offset)
-    bs = cfg.training.batch_size
-    train_ds = dataset.train.tf_dataset(bs, shuffle=True, seed=cfg.training.seed).map(pre)
-    val_ds = dataset.val.tf_dataset(bs).map(pre)
-    steps = max(1, math.ceil(len(dataset.train) / bs))
-    callbacks, best = _callbacks(cfg, run_dir, steps)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    val_ds = dataset.val.tf_dataset(global_batch).map(pre).with_options(options)
+    steps = max(1, math.ceil(len(dataset.train) / global_batch))
+    show_bars = t.verbose and console.is_terminal and chief
+    verb = "resuming" if state.epoch else "training"
+    if t.verbose and chief:
+        console.print(
+            f"{verb} [bold]{cfg.model.name}[/] {tuple(cfg.model.input_shape)} on {dataset.name}"
+            + (f" from epoch {state.epoch + 1}" if state.epoch else "")
+            + f": {len(dataset.train)} train / {len(dataset.val)} val images, {len(dataset.class_names)} classes, "
+            f"{model.count_params():,} parameters"
+            + (f", {replicas} replicas ({t.distribution}), global batch {global_batch}" if strategy is not None else "")
+        )
 
-    console.print(
-        f"training [bold]{cfg.model.name}[/] {tuple(cfg.model.input_shape)} on {dataset.name}: "
-        f"{len(dataset.train)} train / {len(dataset.val)} val images, {len(dataset.class_names)} classes, "
-        f"{model.count_params():,} parameters"
-    )
-    t0 = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.training.epochs, callbacks=callbacks, verbose=0)
-    seconds = time.time() - t0
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    epochs_run = len(hist.get("loss", []))
-    rundir.write_json(run_dir / rundir.HISTORY, {
-        "epochs_run": epochs_run,
-        "best_epoch": best.best_epoch,
-        "best_val_accuracy": float(best.best),
-        "seconds": round(seconds, 2),
-        "images_per_second": round(epochs_run * len(dataset.train) / max(seconds, 1e-9), 1),
-        "history": hist,
-    })
-    if not np.isfinite(best.best):
-        from .errors import McuzooError
+    while state.epoch < t.epochs and not state.stopped_early:
+        epoch = state.epoch
+        t0 = time.time()
+        train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch).map(pre).with_options(options)
+        callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
+        hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                         callbacks=callbacks, verbose=0)
+        logs = {k: float(v[-1]) for k, v in hist.history.items()}
+        row = {
+            "epoch": epoch + 1, "loss": logs.get("loss", float("nan")), "accuracy": logs.get("accuracy", float("nan")),
+            "val_loss": logs.get("val_loss", float("nan")), "val_accuracy": logs.get("val_accuracy", float("nan")),
+            "learning_rate": state.learning_rate, "seconds": round(time.time() - t0, 2),
+        }
+        if not np.isfinite(row["val_accuracy"]):
+            raise McuzooError("training produced no validation accuracy (empty validation split?)")
+        previous_best = state.best_val_accuracy
+        new_lr = state.update(logs, cfg)
+        state.history.append(row)
+        state.seconds += row["seconds"]
+        if state.best_val_accuracy > previous_best:
+            _save_best(model, run_dir, chief)
+        if new_lr is not None:
+            model.optimizer.learning_rate.assign(new_lr)
+            state.learning_rate = new_lr
+        _save_checkpoint(model, run_dir, state, chief)
+        if chief:
+            _write_log(run_dir, state)
+            if t.verbose:
+                console.print(_epoch_line(row, t.epochs))
 
-        raise McuzooError("training produced no validation accuracy (empty validation split?)")
-    return TrainResult(run_dir / rundir.FLOAT_MODEL, epochs_run, best.best_epoch, float(best.best), seconds)
+    if chief:
+        keys = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+        rundir.write_json(run_dir / rundir.HISTORY, {
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_val_accuracy": state.best_val_accuracy,
+            "stopped_early": state.stopped_early,
+            "replicas": replicas,
+            "global_batch_size": global_batch,
+            "seconds": round(state.seconds, 2),
+            "images_per_second": round(len(dataset.train) * len(state.history) / max(state.seconds, 1e-9), 1),
+            "history": {k: [r[k] for r in state.history] for k in keys},
+        })
+        if state.stopped_early and t.verbose:
+            console.print(f"early stopping: no better val_accuracy for {t.early_stopping.patience} epochs")
+    return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
+                       state.seconds, replicas, state.stopped_early)
+
+
+def _save_best(model, run_dir: Path, chief: bool) -> None:
+    if chief:
+        with rundir.atomic_path(run_dir / rundir.FLOAT_MODEL) as tmp:
+            model.save(tmp)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="mcuzoo-worker-"))
+        model.save(tmp / "best.keras")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,105 @@
+"""Image-file datasets: class-per-folder (tf_flowers, PlantVillage) and Food-101.
+
+Only file lists are built here; images are decoded lazily by `Split.tf_dataset`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .core import IMAGE_EXTENSIONS
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images_under(folder: Path) -> list[str]:
+    """Image files in folder and its subfolders, in a stable order."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_image(f)]
+    return found
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))),
+                  key=lambda p: p.name)
+
+
+def scan_class_folders(root: str | Path, what: str = "dataset") -> tuple[list[str], list[str], np.ndarray]:
+    """(class names, paths, labels) of a class-per-folder tree: class names are the sorted subfolders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{what} folder not found: {root}")
+    classes = _class_dirs(root)
+    if not classes:
+        n_loose = sum(1 for p in root.iterdir() if p.is_file() and _is_image(p.name))
+        hint = f" ({n_loose} images lie directly in it; put them in one folder per class)" if n_loose else ""
+        raise DataError(f"{what} folder {root} has no class subfolders{hint}")
+    names, paths, labels = [], [], []
+    for i, d in enumerate(classes):
+        files = _images_under(d)
+        if not files:
+            raise DataError(f"class folder {d} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        names.append(d.name)
+        paths += files
+        labels += [i] * len(files)
+    return names, paths, np.asarray(labels, dtype=np.int32)
+
+
+def is_food101(root: Path) -> bool:
+    return (root / "meta").is_dir() and (root / "images").is_dir()
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"Food-101 meta file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"Food-101 meta file {path} is not UTF-8 text") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def food101_classes(root: str | Path) -> list[str]:
+    root = Path(root)
+    names = _read_lines(root / "meta" / "classes.txt")
+    if not names:
+        raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists no classes")
+    if len(set(names)) != len(names):
+        raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists a class twice")
+    return names
+
+
+def food101_split(root: str | Path, split: str, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+    """(paths, labels) of meta/<split>.txt; every listed image must exist."""
+    root = Path(root)
+    meta = root / "meta" / f"{split}.txt"
+    index = {name: i for i, name in enumerate(class_names)}
+    paths, labels = [], []
+    for line in _read_lines(meta):
+        cls, _, _ = line.partition("/")
+        if cls not in index:
+            raise DataError(f"Food-101 {meta} lists '{line}' of class '{cls}', which meta/classes.txt does not name")
+        path = root / "images" / (line if line.lower().endswith(IMAGE_EXTENSIONS) else line + ".jpg")
+        paths.append(str(path))
+        labels.append(index[cls])
+    if not paths:
+        raise DataError(f"Food-101 meta file {meta} lists no images")
+    # one directory listing per class instead of a stat per image
+    listed: dict[str, set[str]] = {}
+    for p in paths:
+        d, f = os.path.split(p)
+        if d not in listed:
+            try:
+                listed[d] = set(os.listdir(d))
+            except OSError:
+                raise DataError(f"Food-101 image folder not found: {d} (listed in {meta})") from None
+        if f not in listed[d]:
+            raise DataError(f"Food-101 image not found: {p} (listed in {meta})")
+    return paths, np.asarray(labels, dtype=np.int32)

@@ -1,0 +1,128 @@
+"""The whole path on a tiny run: config -> train -> int8 .tflite -> metrics, and evaluate."""
+import json
+
+import numpy as np
+import pytest
+
+from mcuzoo import rundir
+from mcuzoo.cli import main
+from mcuzoo.config import load_config
+from mcuzoo.pipeline import run
+
+TINY = [
+    "name=tiny", "dataset.samples_per_class=12", "training.epochs=2", "training.batch_size=32",
+    "quantization.calibration_samples=16", "training.verbose=false",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(None, TINY + [f"output_dir={out}"])
+    return run(cfg)
+
+
+def interpreter(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    return it
+
+
+def test_run_dir_has_every_artifact(tiny_run):
+    for name in (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE,
+                 rundir.TRAINING_LOG, rundir.HISTORY, rundir.METRICS):
+        assert (tiny_run / name).is_file(), name
+    assert not (tiny_run / rundir.LOCK_NAME).exists()
+    assert not [p for p in tiny_run.iterdir() if ".tmp" in p.name]
+    # the resolved config reloads to the same settings
+    cfg = load_config(tiny_run / rundir.CONFIG)
+    assert cfg.training.epochs == 2 and cfg.dataset.samples_per_class == 12
+
+
+def test_int8_tflite_is_uint8_in_float32_out(tiny_run):
+    it = interpreter(tiny_run / rundir.INT8_TFLITE)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and tuple(inp["shape"]) == (1, 28, 28, 1)
+    assert out["dtype"] == np.float32 and tuple(out["shape"]) == (1, 36)
+    # the uint8 input is the raw pixel: its quantization is the preprocessing (pixel / 127.5 - 1)
+    scale, zp = inp["quantization"]
+    assert scale == pytest.approx(1 / 127.5, rel=1e-3)
+    assert zp in (127, 128)
+    # weights are int8 and per-channel by default: a conv has one scale per output channel
+    convs = [t for t in it.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
+             and len(t["quantization_parameters"]["scales"]) > 1]
+    assert convs, "no per-channel int8 conv weights found"
+
+
+def test_metrics_hold_float_and_int8(tiny_run):
+    m = json.loads((tiny_run / rundir.METRICS).read_text())
+    assert m["evaluation_split"] == "test"
+    for key in ("float", "int8"):
+        assert 0.0 <= m[key]["top1"] <= 1.0
+        assert m[key]["n"] > 0
+        assert len(m[key]["per_class"]) == 36
+        conf = np.array(m[key]["confusion"])
+        assert conf.shape == (36, 36) and conf.sum() == m[key]["n"]
+        assert np.trace(conf) / conf.sum() == pytest.approx(m[key]["top1"], abs=1e-6)
+    assert m["int8"]["backend"] == "litert" and m["float"]["backend"] == "keras"
+
+
+def test_float_model_reloads_in_safe_mode(tiny_run):
+    import keras
+
+    import mcuzoo.models  # noqa: F401  registers custom layers
+
+    model = keras.saving.load_model(tiny_run / rundir.FLOAT_MODEL, safe_mode=True)
+    assert model.output_shape == (None, 36)
+
+
+def test_cli_evaluate_json_matches_metrics(tiny_run, capsys):
+    m = json.loads((tiny_run / rundir.METRICS).read_text())
+    for key, name in (("int8", rundir.INT8_TFLITE), ("float", rundir.FLOAT_MODEL)):
+        code = main(["evaluate", str(tiny_run / name), str(tiny_run / rundir.CONFIG), "--json"])
+        assert code == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["n"] == m[key]["n"]
+        assert got["top1"] == pytest.approx(m[key]["top1"], abs=1e-6)
+
+
+def test_per_tensor_quantization(tiny_run, tmp_path):
+    from mcuzoo.data import load_dataset
+    from mcuzoo.quantize import quantize_tflite
+
+    cfg = load_config(tiny_run / rundir.CONFIG)
+    ds = load_dataset(cfg.dataset, (28, 28, 1))
+    q = quantize_tflite(tiny_run / rundir.FLOAT_MODEL, ds.train.take(8), tmp_path / "pt.tflite",
+                        cfg.preprocessing.rescale, cfg.preprocessing.offset, per_channel=False)
+    it = interpreter(q.path)
+    int8_weights = [t for t in it.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
+                    and t["shape"][0] > 1 and t["quantization_parameters"]["scales"].size]
+    assert int8_weights
+    assert all(len(t["quantization_parameters"]["scales"]) == 1 for t in int8_weights)
+
+
+def test_cli_evaluate_builtin_by_name(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run / rundir.INT8_TFLITE), "glyphs36", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n"] == 36 * 60 and len(got["per_class"]) == 36 and 0 <= got["top1"] <= 1
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["evaluate", str(bad), "glyphs36"]) == 1
+    assert main(["evaluate", str(tmp_path / "missing.keras"), "glyphs36"]) == 1
+    assert main(["evaluate", str(tmp_path / "model.pt"), "glyphs36"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("mcuzoo: error: ") for line in err)
+
+
+def test_run_refuses_unknown_model_before_writing(tmp_path, capsys):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"output_dir: {tmp_path / 'runs'}\nmodel: {{name: resnet}}\n")
+    code = main(["run", str(cfg_path)])
+    assert code == 2
+    assert "unknown model 'resnet'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,103 @@
+"""kill -9 a run mid-training, resume it, and get the same model as an uninterrupted run."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mcuzoo import rundir
+
+ARGS = ["name=r", "dataset.samples_per_class=60", "training.epochs=4", "training.batch_size=32",
+        "stages=[train]", "training.verbose=false"]
+
+
+def mcuzoo(*args, **kw):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "mcuzoo", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def weights(path):
+    import keras
+
+    import mcuzoo.models  # noqa: F401
+
+    return keras.saving.load_model(path, safe_mode=True).get_weights()
+
+
+def log_rows(run_dir):
+    with open(run_dir / rundir.TRAINING_LOG) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    d = tmp_path_factory.mktemp("resume")
+    p = d / "c.yaml"
+    p.write_text(f"output_dir: {d / 'runs'}\n")
+    return p
+
+
+def test_kill_and_resume_equals_uninterrupted(config):
+    # the uninterrupted reference
+    ref = mcuzoo("run", str(config), *ARGS, "name=ref")
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out.decode()[-2000:]
+    ref_dir = config.parent / "runs" / "ref"
+
+    # the same run, killed with SIGKILL once its second epoch is checkpointed
+    victim = mcuzoo("run", str(config), *ARGS)
+    run_dir = config.parent / "runs" / "r"
+    state = run_dir / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.is_file() and '"epoch": 2' in state.read_text():
+            break
+        if victim.poll() is not None:
+            pytest.fail("run ended before it could be killed: " + victim.stdout.read().decode()[-2000:])
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert (run_dir / rundir.LOCK_NAME).exists()  # the dead process's lock is left behind ...
+    assert len(log_rows(run_dir)) >= 1  # the log is rebuilt from the checkpointed state on resume
+    assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name and p.suffix == ".json"]
+
+    resumed = mcuzoo("run", "--resume", str(run_dir))  # ... and taken over, since its holder is dead
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out.decode()[-2000:]
+    assert "resuming" in out.decode()
+
+    # nothing lost: every epoch is logged once, and the models equal the uninterrupted run's
+    rows, ref_rows = log_rows(run_dir), log_rows(ref_dir)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    for a, b in zip(rows, ref_rows):
+        assert float(a["val_accuracy"]) == pytest.approx(float(b["val_accuracy"]), abs=1e-6)
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
+    for a, b in zip(weights(run_dir / rundir.FLOAT_MODEL), weights(ref_dir / rundir.FLOAT_MODEL)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not (run_dir / rundir.LOCK_NAME).exists()
+    assert len(list((run_dir / "checkpoints").glob("epoch_*.keras"))) == 1
+
+
+def test_resume_of_finished_run_trains_nothing(config):
+    run_dir = config.parent / "runs" / "ref"
+    if not run_dir.is_dir():
+        pytest.skip("needs the reference run of the test above")
+    before = (run_dir / rundir.FLOAT_MODEL).stat().st_mtime_ns
+    p = mcuzoo("run", "--resume", str(run_dir))
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out.decode()
+    assert "nothing to resume" in out.decode()
+    assert (run_dir / rundir.FLOAT_MODEL).stat().st_mtime_ns == before
+
+
+def test_resume_errors(tmp_path, capsys):
+    from mcuzoo.cli import main
+
+    assert main(["run", "--resume", str(tmp_path)]) == 1
+    assert "no config.yaml" in capsys.readouterr().err
+    assert main(["run"]) == 2
