@@ -11,7 +11,7 @@ from mcuzoo.pipeline import run
 
 TINY = [
     "name=tiny", "dataset.samples_per_class=12", "training.epochs=2", "training.batch_size=32",
-    "quantization.calibration_samples=16", "training.verbose=false",
+    "quantization.calibration_samples=16", "training.verbose=false", "stages=[train,quantize,evaluate,analyze]",
 ]
 
 
@@ -32,7 +32,7 @@ def interpreter(path):
 
 def test_run_dir_has_every_artifact(tiny_run):
     for name in (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE,
-                 rundir.TRAINING_LOG, rundir.HISTORY, rundir.METRICS):
+                 rundir.TRAINING_LOG, rundir.HISTORY, rundir.METRICS, rundir.ANALYSIS, "memory_timeline.png"):
         assert (tiny_run / name).is_file(), name
     assert not (tiny_run / rundir.LOCK_NAME).exists()
     assert not [p for p in tiny_run.iterdir() if ".tmp" in p.name]
@@ -126,3 +126,20 @@ def test_run_refuses_unknown_model_before_writing(tmp_path, capsys):
     assert code == 2
     assert "unknown model 'resnet'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_analysis_json_of_the_run(tiny_run):
+    a = json.loads((tiny_run / rundir.ANALYSIS).read_text())
+    import keras
+
+    import mcuzoo.models  # noqa: F401
+
+    from mcuzoo.models import total_macs
+
+    model = keras.saving.load_model(tiny_run / rundir.FLOAT_MODEL, safe_mode=True)
+    assert a["macs"] == total_macs(model)
+    for key in ("macs", "weights_bytes", "activation_bytes", "activation_lower_bound_bytes"):
+        assert a[key] > 0
+    assert a["activation_bytes"] >= a["activation_lower_bound_bytes"]
+    assert a["io_in_arena"] is True
+    assert "STM32H747" in " ".join(a["fits_on"])

@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")
     e.add_argument("--offset", type=float, default=None)
     e.set_defaults(fn=cmd_evaluate)
+
+    from .analysis import register_cli as analysis_cli
+
+    analysis_cli(sub)
     return p
 
 

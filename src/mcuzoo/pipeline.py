@@ -115,6 +115,20 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 metrics[key]["file"] = path.name
                 metrics[key]["confusion"] = res.confusion
                 console.print(f"{key:>5} top-1 on {split_name} ({res.n} images): [bold]{100 * res.top1:.2f} %[/]")
+        if "analyze" in cfg.stages:
+            from .analysis import analyze
+
+            target = int8_path if int8_path.is_file() else float_path
+            if not target.is_file():
+                raise McuzooError(f"analyze stage needs {int8_path} or {float_path}")
+            a = analyze(target, plot=run_dir / "memory_timeline.png")
+            rundir.write_json(run_dir / rundir.ANALYSIS, a.to_json())
+            aj = a.to_json()
+            console.print(
+                f"analysis of {target.name}: weights flash {aj['weights_bytes'] / 1024:.2f} KiB, activation RAM "
+                f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena), {aj['macs']:,} MACs; "
+                f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
+            )
         metrics["seconds_total"] = round(time.time() - t_start, 1)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
     console.print(f"done in {time.time() - t_start:.0f} s: {run_dir}")

@@ -331,10 +331,13 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
         epoch = state.epoch
         t0 = time.time()
         train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch).map(pre).with_options(options)
-        callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
-        hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                         callbacks=callbacks, verbose=0)
-        logs = {k: float(v[-1]) for k, v in hist.history.items()}
+        if t.distribution == "multi_worker":
+            logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
+        else:
+            callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
+            hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                             callbacks=callbacks, verbose=0)
+            logs = {k: float(v[-1]) for k, v in hist.history.items()}
         row = {
             "epoch": epoch + 1, "loss": logs.get("loss", float("nan")), "accuracy": logs.get("accuracy", float("nan")),
             "val_loss": logs.get("val_loss", float("nan")), "val_accuracy": logs.get("val_accuracy", float("nan")),
@@ -374,6 +377,59 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
             console.print(f"early stopping: no better val_accuracy for {t.early_stopping.patience} epochs")
     return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
                        state.seconds, replicas, state.stopped_early)
+
+
+def _distributed_epoch(model, strategy, train_ds, val_ds, global_batch: int) -> dict:
+    """One epoch of a custom synchronous loop under ``strategy`` (multi-worker).
+
+    Keras 3's ``fit`` fails under MultiWorkerMirroredStrategy (keras-team/keras
+    #20585: an eager cross-worker reduce of the first batch, then a scalar
+    ``reduce(axis=0)`` of the metrics), so multi-worker training runs this loop:
+    each replica computes its share of the global batch, the loss is averaged
+    over the *global* batch (``tf.nn.compute_average_loss``), and the optimizer
+    applies the all-reduced gradients.
+    """
+    import keras
+    import tensorflow as tf
+
+    fns = getattr(model, "_mcuzoo_distributed", None)
+    if fns is None:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            metrics = {name: keras.metrics.Mean() for name in ("loss", "val_loss")}
+            metrics.update({name: keras.metrics.SparseCategoricalAccuracy() for name in ("accuracy", "val_accuracy")})
+        xent = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                probs = model(x, training=True)
+                per_example = xent(y, probs)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            metrics["loss"].update_state(per_example)
+            metrics["accuracy"].update_state(y, probs)
+
+        def val_step(x, y):
+            probs = model(x, training=False)
+            metrics["val_loss"].update_state(xent(y, probs))
+            metrics["val_accuracy"].update_state(y, probs)
+
+        fns = {
+            "train": tf.function(lambda x, y: strategy.run(train_step, args=(x, y))),
+            "val": tf.function(lambda x, y: strategy.run(val_step, args=(x, y))),
+            "metrics": metrics,
+        }
+        model._mcuzoo_distributed = fns
+    for m in fns["metrics"].values():
+        m.reset_state()
+    for x, y in strategy.experimental_distribute_dataset(train_ds):
+        fns["train"](x, y)
+    for x, y in strategy.experimental_distribute_dataset(val_ds):
+        fns["val"](x, y)
+    return {name: float(m.result()) for name, m in fns["metrics"].items()}
 
 
 def _save_best(model, run_dir: Path, chief: bool) -> None:
