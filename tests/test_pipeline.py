@@ -11,7 +11,7 @@ from mcuzoo.pipeline import run
 
 TINY = [
     "name=tiny", "dataset.samples_per_class=12", "training.epochs=2", "training.batch_size=32",
-    "quantization.calibration_samples=16", "training.verbose=false", "stages=[train,quantize,evaluate,analyze]",
+    "quantization.calibration_samples=16", "training.verbose=false", "stages=[train,quantize,evaluate,analyze,card]",
 ]
 
 
@@ -32,7 +32,8 @@ def interpreter(path):
 
 def test_run_dir_has_every_artifact(tiny_run):
     for name in (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE,
-                 rundir.TRAINING_LOG, rundir.HISTORY, rundir.METRICS, rundir.ANALYSIS, "memory_timeline.png"):
+                 rundir.TRAINING_LOG, rundir.HISTORY, rundir.METRICS, rundir.ANALYSIS, "memory_timeline.png",
+                 "MODEL_CARD.md", "confusion_float.png", "confusion_int8.png", "training_curves.png"):
         assert (tiny_run / name).is_file(), name
     assert not (tiny_run / rundir.LOCK_NAME).exists()
     assert not [p for p in tiny_run.iterdir() if ".tmp" in p.name]

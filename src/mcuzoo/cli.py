@@ -133,8 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     from .analysis import register_cli as analysis_cli
+    from .card import register_cli as card_cli
+    from .predict import register_cli as predict_cli
 
     analysis_cli(sub)
+    card_cli(sub)
+    predict_cli(sub)
     return p
 
 

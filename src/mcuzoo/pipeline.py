@@ -131,5 +131,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             )
         metrics["seconds_total"] = round(time.time() - t_start, 1)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
+        if "card" in cfg.stages:  # last: the card reads every other artifact of the run
+            from .card import write_card
+
+            console.print(f"model card: {write_card(run_dir)}")
     console.print(f"done in {time.time() - t_start:.0f} s: {run_dir}")
     return run_dir

@@ -49,6 +49,7 @@ from .errors import McuzooError, RunDirError
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
 MIN_DELTA_LR = 1e-4  # Keras ReduceLROnPlateau's default min_delta
+DECODE_BUDGET_BYTES = 1 << 30  # decode a file-based training split once when it fits in 1 GiB
 
 
 @dataclass
@@ -311,10 +312,13 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
         return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
                            state.seconds, replicas, state.stopped_early)
 
+    # Small file-based sets are decoded once and kept in memory; larger ones stream from disk each epoch.
+    train_split = dataset.train.decoded(max_bytes=DECODE_BUDGET_BYTES)
+    val_split = dataset.val.decoded(max_bytes=DECODE_BUDGET_BYTES // 4)
     pre = preprocess_fn(cfg.preprocessing.rescale, cfg.preprocessing.offset)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    val_ds = dataset.val.tf_dataset(global_batch).map(pre).with_options(options)
+    val_ds = val_split.tf_dataset(global_batch).map(pre).with_options(options)
     steps = max(1, math.ceil(len(dataset.train) / global_batch))
     show_bars = t.verbose and console.is_terminal and chief
     verb = "resuming" if state.epoch else "training"
@@ -330,7 +334,7 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
     while state.epoch < t.epochs and not state.stopped_early:
         epoch = state.epoch
         t0 = time.time()
-        train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch).map(pre).with_options(options)
+        train_ds = train_split.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch).map(pre).with_options(options)
         if t.distribution == "multi_worker":
             logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
         else:
