@@ -144,3 +144,19 @@ def test_analysis_json_of_the_run(tiny_run):
     assert a["activation_bytes"] >= a["activation_lower_bound_bytes"]
     assert a["io_in_arena"] is True
     assert "STM32H747" in " ".join(a["fits_on"])
+
+
+def test_zoo_add_and_index(tiny_run, tmp_path):
+    from mcuzoo import zoo
+
+    dest = zoo.add(tiny_run, tmp_path / "zoo")
+    assert dest == tmp_path / "zoo" / "st_mnist_v1" / "glyphs36_28"
+    for name in zoo.REQUIRED:
+        assert (dest / name).is_file()
+    m = json.loads((tiny_run / rundir.METRICS).read_text())
+    table = (tmp_path / "zoo" / "README.md").read_text()
+    row = [ln for ln in table.splitlines() if ln.startswith("| [st_mnist_v1]")]
+    assert len(row) == 1
+    assert f"{100 * m['int8']['top1']:.2f} %" in row[0] and f"{100 * m['float']['top1']:.2f} %" in row[0]
+    with pytest.raises(Exception, match="not a finished run"):
+        zoo.add(tmp_path, tmp_path / "zoo")

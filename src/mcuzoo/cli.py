@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     analysis_cli(sub)
     card_cli(sub)
     predict_cli(sub)
+    from .zoo import register_cli as zoo_cli
+
+    zoo_cli(sub)
     return p
 
 

@@ -1,0 +1,121 @@
+"""The model zoo: pretrained runs published as folders, and their index.
+
+``mcuzoo zoo add RUN_DIR`` copies a finished run's artifacts (models, config,
+metrics, analysis, card, plots) into ``zoo/<model>/<dataset>_<resolution>/``;
+``mcuzoo zoo index`` rewrites ``zoo/README.md``, a table of every model with its
+accuracy, footprint and latency estimate, read from each folder's JSON files.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import rundir
+from .errors import McuzooError
+
+PUBLISHED = (
+    rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, rundir.ANALYSIS,
+    rundir.HISTORY, rundir.TRAINING_LOG, "MODEL_CARD.md", "confusion_float.png", "confusion_int8.png",
+    "training_curves.png", "memory_timeline.png",
+)
+REQUIRED = (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, "MODEL_CARD.md")
+
+
+def _dataset_label(run_dir: Path, metrics: dict) -> str:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
+    ds = cfg.get("dataset", {})
+    if ds.get("path"):
+        return Path(ds["path"]).name
+    return str(metrics.get("dataset", ds.get("name", "data")))
+
+
+def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
+    """Publish a finished run into the zoo; return the folder."""
+    run_dir = Path(run_dir)
+    missing = [n for n in REQUIRED if not (run_dir / n).is_file()]
+    if missing:
+        raise McuzooError(f"{run_dir} is not a finished run with a card: missing {', '.join(missing)}")
+    metrics = rundir.read_json(run_dir / rundir.METRICS)
+    h, w, _ = metrics["input_shape"]
+    res = f"{h}" if h == w else f"{h}x{w}"
+    dest = Path(zoo_dir) / metrics["model"] / f"{_dataset_label(run_dir, metrics)}_{res}"
+    dest.mkdir(parents=True, exist_ok=True)
+    names = list(PUBLISHED) + sorted(p.name for p in run_dir.glob("*.onnx"))
+    for name in names:
+        src = run_dir / name
+        if src.is_file():
+            with rundir.atomic_path(dest / name) as tmp:
+                shutil.copyfile(src, tmp)
+    index(zoo_dir)
+    return dest
+
+
+def _row(folder: Path, zoo_dir: Path) -> dict | None:
+    mpath = folder / rundir.METRICS
+    if not mpath.is_file():
+        return None
+    m = json.loads(mpath.read_text())
+    a = json.loads((folder / rundir.ANALYSIS).read_text()) if (folder / rundir.ANALYSIS).is_file() else {}
+    h747 = a.get("boards", {}).get("STM32H747", {})
+
+    def pct(key):
+        v = m.get(key, {}).get("top1")
+        return f"{100 * v:.2f} %" if v is not None else "-"
+
+    kib = lambda v: f"{v / 1024:.2f} KiB" if v else "-"  # noqa: E731
+    lat = h747.get("latency_ms_estimate")
+    return {
+        "model": m["model"],
+        "folder": folder.relative_to(zoo_dir).as_posix(),
+        "dataset": folder.name.rsplit("_", 1)[0],
+        "input": "x".join(str(v) for v in m["input_shape"]),
+        "classes": m["num_classes"],
+        "split": f"{m.get('evaluation_split', '?')} ({m.get('int8', {}).get('n', '?')})",
+        "float": pct("float"),
+        "int8": pct("int8"),
+        "flash": kib(a.get("weights_bytes")),
+        "ram": kib(a.get("activation_bytes")),
+        "latency": f"{lat:.1f} ms (estimate)" if lat else "-",
+    }
+
+
+def index(zoo_dir: str | Path = "zoo") -> Path:
+    """Rewrite zoo/README.md from the folders' metrics.json and analysis.json."""
+    zoo_dir = Path(zoo_dir)
+    rows = [r for f in sorted(p.parent for p in zoo_dir.glob("*/*/metrics.json")) if (r := _row(f, zoo_dir))]
+    lines = [
+        "# mcuzoo model zoo",
+        "",
+        "Pretrained models, each trained from scratch by `mcuzoo run` with the `config.yaml` in its folder,",
+        "quantized to int8 (uint8 input, float32 output) and analysed. Every figure below is read from the",
+        "folder's `metrics.json` and `analysis.json` (regenerate this table with `mcuzoo zoo index`); the",
+        "accuracy is measured on the split named, never used for model selection. Memory and latency are",
+        "mcuzoo's estimates (`mcuzoo analyze`), not measurements on a board. Each folder has a `MODEL_CARD.md`.",
+        "",
+        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| [{r['model']}]({r['folder']}/MODEL_CARD.md) | {r['dataset']} | {r['input']} | {r['classes']} | "
+            f"{r['split']} | {r['float']} | {r['int8']} | {r['flash']} | {r['ram']} | {r['latency']} |"
+        )
+    if not rows:
+        lines.append("| (no models yet) | | | | | | | | | |")
+    return rundir.write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
+
+
+def register_cli(sub) -> None:
+    z = sub.add_parser("zoo", help="publish a run into the model zoo, or rewrite the zoo's index")
+    zsub = z.add_subparsers(dest="zoo_verb", metavar="ZOO_VERB")
+    zsub.required = True
+    a = zsub.add_parser("add", help="copy a finished run's artifacts into zoo/<model>/<dataset>_<resolution>/")
+    a.add_argument("run_dir")
+    a.add_argument("--zoo", default="zoo", help="zoo folder (default: zoo)")
+    a.set_defaults(fn=lambda args: print(add(args.run_dir, args.zoo)) or 0)
+    i = zsub.add_parser("index", help="rewrite zoo/README.md from the folders' JSON files")
+    i.add_argument("--zoo", default="zoo")
+    i.set_defaults(fn=lambda args: print(index(args.zoo)) or 0)
