@@ -86,3 +86,26 @@ def test_multi_worker_without_cluster_is_an_error(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"output_dir: {tmp_path}\n")
     assert main(["run", str(cfg), *ARGS, "training.distribution=multi_worker"]) == 1
+
+
+def test_mixed_precision_run_exports_float32_int8(tmp_path):
+    import keras
+    import numpy as np
+
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+
+    cfg = load_config(None, [f"output_dir={tmp_path}", "dataset.samples_per_class=10", "training.epochs=1",
+                             "training.mixed_precision=mixed_bfloat16", "quantization.calibration_samples=8",
+                             "training.verbose=false"])
+    run_dir = run(cfg)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+    import mcuzoo.models  # noqa: F401
+
+    model = keras.saving.load_model(run_dir / "float_model.keras", safe_mode=True)
+    assert all(layer.dtype_policy.name == "float32" for layer in model.layers)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(run_dir / "model_int8.tflite"))
+    assert it.get_input_details()[0]["dtype"] == np.uint8
+    assert it.get_output_details()[0]["dtype"] == np.float32

@@ -42,7 +42,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it; an unwritable path is a one-line error."""
     plt = _pyplot()
     path = Path(path)
     try:
@@ -111,7 +112,7 @@ def confusion_png(confusion, class_names, path: str | Path, title: str = "") -> 
     cbar.set_ticks([0, 2, 10, 25, 50, 75, 100])
     cbar.set_label("% of the true class (square-root scale)", fontsize=label_fs)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def read_training_log(path: str | Path) -> dict[str, list[float]]:
@@ -188,7 +189,7 @@ def training_curves_png(training_log_csv: str | Path, path: str | Path, title: s
         if n <= 20:
             ax.set_xticks(epochs)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def write_plots(run_dir: str | Path) -> list[Path]:

@@ -276,17 +276,26 @@ def _epoch_line(row: dict, epochs: int) -> str:
 def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Train ``cfg.model`` from scratch on ``dataset`` into ``run_dir`` (or continue it with ``resume``)."""
     import keras
+
+    policy = keras.mixed_precision.global_policy()
+    try:
+        if cfg.training.mixed_precision != "none":
+            keras.mixed_precision.set_global_policy(cfg.training.mixed_precision)
+        return _train(cfg, dataset, Path(run_dir), resume)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainResult:
+    import keras
     import tensorflow as tf
 
     from .models import build_model
     from .quantize import load_keras_model
 
-    run_dir = Path(run_dir)
     t = cfg.training
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if t.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(t.mixed_precision)
     strategy = make_strategy(cfg)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     chief = is_chief(cfg)
@@ -354,7 +363,7 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
         state.history.append(row)
         state.seconds += row["seconds"]
         if state.best_val_accuracy > previous_best:
-            _save_best(model, run_dir, chief)
+            _save_best(_float32_copy(model, cfg, len(dataset.class_names)), run_dir, chief)
         if new_lr is not None:
             model.optimizer.learning_rate.assign(new_lr)
             state.learning_rate = new_lr
@@ -434,6 +443,24 @@ def _distributed_epoch(model, strategy, train_ds, val_ds, global_batch: int) -> 
     for x, y in strategy.experimental_distribute_dataset(val_ds):
         fns["val"](x, y)
     return {name: float(m.result()) for name, m in fns["metrics"].items()}
+
+
+def _float32_copy(model, cfg: Config, num_classes: int):
+    """The model itself, or under mixed precision a float32 twin with its weights (for export and int8)."""
+    import keras
+
+    from .models import build_model
+
+    if cfg.training.mixed_precision == "none":
+        return model
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        twin = build_model(cfg.model.name, tuple(cfg.model.input_shape), num_classes, dropout=cfg.model.dropout)
+        twin.set_weights(model.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return twin
 
 
 def _save_best(model, run_dir: Path, chief: bool) -> None:

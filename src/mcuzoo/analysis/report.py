@@ -109,8 +109,6 @@ def plot_timeline(plan, path: str | Path, title: str = "", baseline_bytes: int |
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .. import rundir
-
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise McuzooError(f"--plot wants a .png file name, got {path}")
@@ -138,11 +136,6 @@ def plot_timeline(plan, path: str | Path, title: str = "", baseline_bytes: int |
     ax.set_title(title or "activation memory timeline", fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    try:
-        with rundir.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    except OSError as e:
-        raise McuzooError(f"cannot write plot {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
-    return path
+    from ..plots import save_figure
+
+    return save_figure(fig, path)
