@@ -12,6 +12,7 @@ from mcuzoo.pipeline import run
 TINY = [
     "name=tiny", "dataset.samples_per_class=12", "training.epochs=2", "training.batch_size=32",
     "quantization.calibration_samples=16", "training.verbose=false", "stages=[train,quantize,evaluate,analyze,card]",
+    "quantization.onnx=true",
 ]
 
 
@@ -160,3 +161,31 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert f"{100 * m['int8']['top1']:.2f} %" in row[0] and f"{100 * m['float']['top1']:.2f} %" in row[0]
     with pytest.raises(Exception, match="not a finished run"):
         zoo.add(tmp_path, tmp_path / "zoo")
+
+
+def test_onnx_qdq_in_the_run(tiny_run):
+    m = json.loads((tiny_run / rundir.METRICS).read_text())
+    assert m["onnx_qdq"]["file"] == "model_qdq_int8.onnx"
+    assert (tiny_run / "model_qdq_int8.onnx").is_file() and (tiny_run / "model_float.onnx").is_file()
+    assert 0.0 <= m["onnx_qdq"]["top1"] <= 1.0
+    card = (tiny_run / "MODEL_CARD.md").read_text()
+    assert f"{100 * m['onnx_qdq']['top1']:.2f}" in card
+
+
+def test_evaluate_onnx_with_fixed_batch(tiny_run, tmp_path):
+    """An ONNX model exported with batch 1 is fed in chunks, with the same result."""
+    import onnx
+
+    from mcuzoo.data import load_dataset
+    from mcuzoo.evaluate import evaluate_model
+
+    cfg = load_config(tiny_run / rundir.CONFIG)
+    split = load_dataset(cfg.dataset, (28, 28, 1)).test
+    model = onnx.load(tiny_run / "model_float.onnx")
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, fixed)
+    names = [str(i) for i in range(36)]
+    a = evaluate_model(tiny_run / "model_float.onnx", split, names, cfg.preprocessing.rescale, cfg.preprocessing.offset, 64)
+    b = evaluate_model(fixed, split, names, cfg.preprocessing.rescale, cfg.preprocessing.offset, 64)
+    assert a.n == b.n and a.top1 == pytest.approx(b.top1, abs=1e-9)

@@ -139,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     analysis_cli(sub)
     card_cli(sub)
     predict_cli(sub)
+    from .qreport import register_cli as quantize_cli
     from .zoo import register_cli as zoo_cli
 
+    quantize_cli(sub)
     zoo_cli(sub)
     return p
 

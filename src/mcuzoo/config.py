@@ -44,11 +44,13 @@ class DatasetConfig(_Section):
     name: Literal["glyphs36", "shapes", "emnist_byclass", "folder", "food101"] = "glyphs36"
     path: Optional[str] = Field(None, description="dataset root for emnist_byclass, folder and food101")
     test_path: Optional[str] = Field(None, description="separate class-per-folder test set (folder datasets)")
+    val_path: Optional[str] = Field(None, description="separate class-per-folder validation set (folder datasets)")
     validation_split: float = Field(0.1, gt=0.0, lt=0.9)
     test_split: float = Field(0.0, ge=0.0, lt=0.9, description="hold out a test split from train when the dataset has none")
     samples_per_class: int = Field(300, ge=1, le=100_000, description="built-in datasets: training images per class")
     max_per_class: Optional[int] = Field(None, ge=1, description="cap images per class (quick runs)")
     seed: int = 0
+    skip_bad_files: bool = Field(False, description="skip unreadable images (listed in the run) instead of failing")
 
     @model_validator(mode="after")
     def _needs_path(self):
@@ -63,6 +65,7 @@ class PreprocessingConfig(_Section):
     rescale: float = Field(1 / 127.5, gt=0.0, description="float input = pixel * rescale + offset")
     offset: float = -1.0
     interpolation: Literal["bilinear", "nearest", "bicubic", "area"] = "bilinear"
+    aspect: Literal["fit", "crop", "pad"] = Field("fit", description="fit: stretch; crop: center crop; pad: letterbox")
 
 
 class ReduceLRConfig(_Section):
@@ -112,10 +115,130 @@ class TrainingConfig(_Section):
 class QuantizationConfig(_Section):
     per_channel: bool = True
     calibration_samples: int = Field(200, ge=1, le=100_000)
+    onnx: bool = Field(False, description="also export an ONNX QDQ int8 model (model_qdq_int8.onnx)")
+    calibration_method: Literal["minmax", "percentile", "entropy"] = Field("minmax", description="ONNX calibration")
+    onnx_opset: int = Field(17, ge=17, le=21)
+    onnx_activation_type: Literal["int8", "uint8"] = "int8"
+    mixed: bool = Field(False, description="search a mixed int4/int8-weight ONNX model")
+    mixed_tolerance: float = Field(0.015, ge=0.0, lt=1.0, description="accuracy the mixed model may lose vs all-int8 (0.015 = 1.5 points)")
+    mixed_max_evals: int = Field(12, ge=2, le=1000)
+    mixed_rank: Literal["sensitivity", "noise", "size"] = "sensitivity"
+    report: bool = Field(False, description="per-layer float vs int8 error report (quant_report.json / .png)")
+    report_images: int = Field(32, ge=1, le=10_000)
 
 
 class EvaluationConfig(_Section):
     batch_size: int = Field(256, ge=1, le=65_536)
+
+
+class _Augmentation(_Section):
+    rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a training image gets it (0: off)")
+
+
+def _ordered(section, lo: str, hi: str):
+    if getattr(section, lo) > getattr(section, hi):
+        raise ValueError(f"{lo} must not exceed {hi}")
+    return section
+
+
+class FlipAugmentation(_Augmentation):
+    horizontal: bool = True
+    vertical: bool = False
+
+
+class RotationAugmentation(_Augmentation):
+    max_degrees: float = Field(15.0, gt=0.0, le=180.0)
+
+
+class TranslationAugmentation(_Augmentation):
+    max_fraction: float = Field(0.1, gt=0.0, le=0.5, description="of the width and height")
+
+
+class ZoomAugmentation(_Augmentation):
+    min_scale: float = Field(0.9, gt=0.0, le=10.0, description="< 1 zooms out, > 1 zooms in")
+    max_scale: float = Field(1.1, gt=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_scale", "max_scale")
+
+
+class ShearAugmentation(_Augmentation):
+    max_degrees: float = Field(10.0, gt=0.0, le=60.0)
+
+
+class ContrastAugmentation(_Augmentation):
+    min_factor: float = Field(0.7, ge=0.0, le=10.0)
+    max_factor: float = Field(1.3, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_factor", "max_factor")
+
+
+class BrightnessAugmentation(_Augmentation):
+    max_delta: float = Field(0.15, gt=0.0, le=1.0, description="fraction of full scale added or taken away")
+
+
+class GammaAugmentation(_Augmentation):
+    min_gamma: float = Field(0.75, gt=0.0, le=10.0)
+    max_gamma: float = Field(1.33, gt=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_gamma", "max_gamma")
+
+
+class HueAugmentation(_Augmentation):
+    max_delta: float = Field(0.05, gt=0.0, le=0.5, description="fraction of the colour circle (RGB only)")
+
+
+class SaturationAugmentation(_Augmentation):
+    min_factor: float = Field(0.7, ge=0.0, le=10.0, description="RGB only")
+    max_factor: float = Field(1.3, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_factor", "max_factor")
+
+
+class NoiseAugmentation(_Augmentation):
+    max_stddev: float = Field(8.0, gt=0.0, le=128.0, description="gaussian noise, in pixel levels (0-255)")
+
+
+class BlurAugmentation(_Augmentation):
+    max_sigma: float = Field(1.0, gt=0.0, le=5.0, description="gaussian blur, in pixels")
+
+
+class ErasingAugmentation(_Augmentation):
+    min_area: float = Field(0.02, gt=0.0, le=1.0, description="fraction of the image")
+    max_area: float = Field(0.2, gt=0.0, le=1.0)
+    max_aspect: float = Field(3.0, ge=1.0, le=10.0)
+    fill: Literal["noise", "zero"] = "noise"
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_area", "max_area")
+
+
+class AugmentationConfig(_Section):
+    """Training-only augmentation; each kind applies to an image with its own probability ``rate``."""
+
+    flip: FlipAugmentation = FlipAugmentation()
+    rotation: RotationAugmentation = RotationAugmentation()
+    translation: TranslationAugmentation = TranslationAugmentation()
+    zoom: ZoomAugmentation = ZoomAugmentation()
+    shear: ShearAugmentation = ShearAugmentation()
+    contrast: ContrastAugmentation = ContrastAugmentation()
+    brightness: BrightnessAugmentation = BrightnessAugmentation()
+    gamma: GammaAugmentation = GammaAugmentation()
+    hue: HueAugmentation = HueAugmentation()
+    saturation: SaturationAugmentation = SaturationAugmentation()
+    noise: NoiseAugmentation = NoiseAugmentation()
+    blur: BlurAugmentation = BlurAugmentation()
+    erasing: ErasingAugmentation = ErasingAugmentation()
+    fill_mode: Literal["constant", "nearest", "reflect", "wrap"] = Field(
+        "constant", description="pixels uncovered by rotation, translation, zoom, shear (constant: zeros)")
 
 
 class Config(_Section):
@@ -128,6 +251,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
 
     @field_validator("stages")
     @classmethod
@@ -157,10 +281,23 @@ def _allowed_keys(model_cls: type[BaseModel], path: tuple) -> list[str]:
     return sorted(cls.model_fields)
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    """A bounded repr: a value from YAML may be huge or self-referencing (aliases), never repr it whole."""
+    import reprlib
+
+    r = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    r.maxlevel, r.maxtuple, r.maxlist, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring = r.maxother = limit
+    text = r.repr(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _one_line(err: ValidationError, cls: type[BaseModel] = Config) -> str:
     e = err.errors()[0]
     loc = tuple(p for p in e["loc"] if not isinstance(p, int) or True)
     key = ".".join(str(p) for p in loc) or "config"
+    if len(key) > 200:
+        key = key[:197] + "..."
     if e["type"] == "extra_forbidden":
         allowed = _allowed_keys(cls, loc[:-1])
         return f"unknown config key '{key}' (allowed: {', '.join(allowed)})"
@@ -172,7 +309,7 @@ def _one_line(err: ValidationError, cls: type[BaseModel] = Config) -> str:
         msg = f"must be one of {ctx}"
     got = e.get("input")
     if e["type"] not in ("missing",) and not isinstance(got, dict) and got is not None:
-        msg += f" (got {got!r})"
+        msg += f" (got {_short(got)})"
     return f"config key '{key}': {msg}"
 
 
@@ -188,6 +325,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. a 5000-digit int, month 13, [[[[...
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        if isinstance(e, RecursionError):
+            why = "nested too deeply"
+        raise ConfigError(f"override '{key[:80]}': value cannot be read ({why})") from None
     return parts, value
 
 
@@ -224,10 +366,17 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or type(e).__name__}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} is not a usable config: nested too deeply") from None
+    except (ValueError, OverflowError) as e:  # a scalar YAML accepts but Python cannot build: 5000-digit int, month 13
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ConfigError(f"config file {p} holds a value that cannot be read ({why})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -238,7 +387,10 @@ def read_yaml(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or the defaults when path is None), apply overrides, validate once."""
     data = read_yaml(path) if path is not None else {}
-    return validate_config(apply_overrides(data, list(overrides or [])))
+    try:
+        return validate_config(apply_overrides(data, list(overrides or [])))
+    except RecursionError:
+        raise ConfigError("config is nested too deeply") from None
 
 
 def config_to_yaml(cfg: Config) -> str:

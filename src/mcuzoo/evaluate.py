@@ -10,6 +10,7 @@ preprocessed float.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -158,11 +159,43 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
     if not uint8_in:
         _need_preprocessing(path, rescale)
 
+    fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+
+    def run_one(feed: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(sess.run(None, {inp.name: feed})[0])
+        except Exception as e:  # onnxruntime's own exception types
+            raise ModelFileError(f"cannot run ONNX model {path}: {str(e).splitlines()[0][:200]}") from None
+
     def predict(x: np.ndarray) -> np.ndarray:
         feed = x.astype(np.uint8) if uint8_in else (x.astype(np.float32) * rescale + offset)
-        return np.asarray(sess.run(None, {inp.name: feed})[0])
+        if fixed_batch is None:
+            return run_one(feed)
+        # a model exported with a fixed batch (often 1): feed it chunks of that size, padding the last
+        outs = []
+        for i in range(0, len(feed), fixed_batch):
+            chunk = feed[i:i + fixed_batch]
+            n = len(chunk)
+            if n < fixed_batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed_batch - n, axis=0)])
+            outs.append(run_one(chunk)[:n])
+        return np.concatenate(outs)
 
     return shape, predict
+
+
+#: Largest model input accepted, in elements of one image (H * W * C): 16384 x 16384 x 1, far above any
+#: microcontroller model; a file declaring more (a corrupt or hostile shape) is refused before any allocation.
+MAX_INPUT_ELEMENTS = 1 << 28
+
+
+def _check_input_shape(path: Path, shape: tuple) -> tuple:
+    if any(d < 1 for d in shape):
+        raise ModelFileError(f"{path}: input shape {tuple(shape)} has an empty or unknown dimension")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise ModelFileError(f"{path}: input shape {tuple(shape)} is too large "
+                             f"({math.prod(shape):,} elements per image, at most {MAX_INPUT_ELEMENTS:,})")
+    return shape
 
 
 def open_model(path: str | Path, rescale: float, offset: float, batch_size: int = 256):
@@ -172,12 +205,14 @@ def open_model(path: str | Path, rescale: float, offset: float, batch_size: int 
         raise ModelFileError(f"model file not found: {path}")
     ext = path.suffix.lower()
     if ext == ".keras":
-        return ("keras",) + _keras_backend(path, rescale, offset)
-    if ext == ".tflite":
-        return ("litert",) + _tflite_backend(path, rescale, offset, batch_size)
-    if ext == ".onnx":
-        return ("onnxruntime",) + _onnx_backend(path, rescale, offset)
-    raise ModelFileError(f"{path}: unsupported model format '{ext}' (use .keras, .tflite or .onnx)")
+        backend, (shape, predict) = "keras", _keras_backend(path, rescale, offset)
+    elif ext == ".tflite":
+        backend, (shape, predict) = "litert", _tflite_backend(path, rescale, offset, batch_size)
+    elif ext == ".onnx":
+        backend, (shape, predict) = "onnxruntime", _onnx_backend(path, rescale, offset)
+    else:
+        raise ModelFileError(f"{path}: unsupported model format '{ext}' (use .keras, .tflite or .onnx)")
+    return backend, _check_input_shape(path, shape), predict
 
 
 def score(

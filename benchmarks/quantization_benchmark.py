@@ -1,0 +1,188 @@
+"""Quantization that keeps accuracy: float vs int8 .tflite vs QDQ int8 .onnx vs mixed int4/int8 .onnx.
+
+For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``,
+``model_int8.tflite``, ``model_info.json`` and ``config.yaml``), this script
+
+* reloads the run's dataset from its config (the same splits, same seed),
+* exports the QDQ int8 ONNX model and searches the mixed int4/int8 one (the
+  search scores the **validation** split only),
+* scores float (.keras), int8 (.tflite), QDQ int8 (.onnx) and mixed (.onnx) on
+  the held-out split (test when the run has one, else validation, said so),
+* reports each model's weights flash (constants a board stores: int8 / int4
+  packed / int32 biases / per-channel float32 scales; see
+  ``mcuzoo.onnx_qdq.weights_flash`` and ``mcuzoo.qreport.tflite_weights_flash``).
+
+The run directory is only read: the ONNX files go to ``--work DIR/<run name>``
+(default: a temporary folder, deleted at the end). Training the seed models on real data takes long
+on a small machine, so train them first, e.g.::
+
+    mcuzoo run configs/quickstart.yaml name=stmnist_emnist dataset.name=emnist_byclass \\
+        dataset.path=../shared/data/emnist-byclass-sample dataset.test_split=0.15
+    mcuzoo run configs/quickstart.yaml name=effnet_flowers model.name=st_efficientnet_lc_v1 \\
+        model.input_shape=[128,128,3] dataset.name=folder dataset.path=../shared/data/flowers \\
+        dataset.test_split=0.15 preprocessing.rescale=0.00392156862745098 preprocessing.offset=0
+    (and the same with model.name=squeezenet_v1_0)
+
+then::
+
+    python benchmarks/quantization_benchmark.py runs/stmnist_emnist runs/effnet_flowers runs/squeezenet_flowers \\
+        --work /tmp/qbench --json /tmp/qbench/quantization.json
+
+It prints a Markdown table (one row per run and model) ready for BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {n} cores available, {platform.system()} {platform.release()}"
+
+
+def bench_run(run_dir: Path, work: Path, args) -> dict:
+    from mcuzoo import rundir
+    from mcuzoo.config import load_config
+    from mcuzoo.evaluate import evaluate_model, read_model_info
+    from mcuzoo.mixed import search_mixed
+    from mcuzoo.onnx_qdq import Calibration, export_qdq, weights_flash
+    from mcuzoo.qreport import load_run_dataset, tflite_weights_flash
+
+    cfg = load_config(run_dir / rundir.CONFIG)
+    float_path = run_dir / rundir.FLOAT_MODEL
+    tflite_path = run_dir / rundir.INT8_TFLITE
+    info = read_model_info(float_path)
+    rescale = info.rescale if info else cfg.preprocessing.rescale
+    offset = info.offset if info else cfg.preprocessing.offset
+    t0 = time.time()
+    ds = load_run_dataset(cfg)
+    split_name, split = ("test", ds.test) if ds.test is not None and len(ds.test) else ("validation", ds.val)
+    names = list(ds.class_names)
+    bs = cfg.evaluation.batch_size
+    calib = ds.train.take(args.calibration_samples or cfg.quantization.calibration_samples, seed=cfg.dataset.seed)
+    print(f"[{run_dir.name}] {cfg.model.name} on {ds.name}: {ds.summary()}; held-out: {split_name} "
+          f"({len(split)} images); calibration {len(calib)} images", file=sys.stderr, flush=True)
+
+    def top1(path, on=split):
+        return evaluate_model(path, on, names, rescale, offset, bs).top1
+
+    rows = []
+    acc_f = top1(float_path)
+    rows.append({"model": "float (.keras)", "file": float_path.name, "top1": acc_f, "weights_bytes": None,
+                 "seconds": None})
+    if tflite_path.is_file():
+        rows.append({"model": "int8 (.tflite)", "file": tflite_path.name, "top1": top1(tflite_path),
+                     "weights_bytes": tflite_weights_flash(tflite_path)["total_bytes"], "seconds": None})
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    qdq = export_qdq(float_path, calib, work, rescale, offset, per_channel=not args.per_tensor,
+                     calibration_method=args.calibration_method)
+    rows[0]["weights_bytes"] = weights_flash(work / "model_float.onnx").total_bytes  # float32 after BN folding
+    rows.append({"model": f"QDQ int8 (.onnx, {args.calibration_method})", "file": qdq.name, "top1": top1(qdq),
+                 "weights_bytes": weights_flash(qdq).total_bytes, "seconds": round(time.time() - t, 1)})
+    mixed = None
+    if not args.no_mixed:
+        t = time.time()
+        res = search_mixed(
+            work / "model_float.onnx", Calibration(calib, rescale, offset), lambda p: top1(p, ds.val),
+            tolerance=args.tolerance, out_dir=work, per_channel=not args.per_tensor,
+            calibration_method=args.calibration_method, max_evals=args.max_evals, rank=args.rank,
+        )
+        mixed = res.summary()
+        rows.append({"model": "mixed w4/w8 (.onnx)", "file": res.path.name, "top1": top1(res.path),
+                     "weights_bytes": res.weights_bytes, "seconds": round(time.time() - t, 1)})
+    return {
+        "run": str(run_dir), "model": cfg.model.name, "dataset": ds.name, "input_shape": list(cfg.model.input_shape),
+        "split": split_name, "n": len(split), "calibration_images": int(len(calib)),
+        "train_epochs": _epochs(run_dir), "rows": rows, "mixed": mixed, "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _epochs(run_dir: Path):
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text())
+        return m.get("training", {}).get("epochs_run")
+    except (OSError, ValueError):
+        return None
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| run (model, data, input) | held-out split | model | top-1 % | weights flash |",
+             "| --- | --- | --- | ---: | ---: |"]
+    for r in results:
+        ref = next((x["weights_bytes"] for x in r["rows"] if x["model"].startswith("QDQ")), None)
+        for x in r["rows"]:
+            kib = f"{x['weights_bytes'] / 1024:.2f} KiB" if x["weights_bytes"] else "-"
+            if x["model"].startswith("mixed") and ref:
+                kib += f" ({100 * (x['weights_bytes'] - ref) / ref:+.1f} % vs QDQ int8)"
+            head = f"{r['model']}, {r['dataset']}, {'x'.join(map(str, r['input_shape']))}"
+            lines.append(f"| {head} | {r['split']} ({r['n']}) | {x['model']} `{x['file']}` | "
+                         f"{100 * x['top1']:.2f} | {kib} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run directories written by `mcuzoo run`")
+    p.add_argument("--work", type=Path, default=None,
+                   help="keep the ONNX files here (<work>/<run name>/); default: a temporary folder, deleted")
+    p.add_argument("--calibration-method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    p.add_argument("--calibration-samples", type=int, default=None, help="default: the run's config")
+    p.add_argument("--per-tensor", action="store_true")
+    p.add_argument("--tolerance", type=float, default=0.015, help="mixed: top-1 drop allowed vs all-int8 (0.015)")
+    p.add_argument("--max-evals", type=int, default=12, help="mixed: evaluation budget")
+    p.add_argument("--rank", default="sensitivity", choices=("sensitivity", "noise", "size"))
+    p.add_argument("--no-mixed", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+
+    from mcuzoo.console import quiet_tensorflow
+    from mcuzoo.errors import McuzooError
+
+    quiet_tensorflow()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mcuzoo_qbench_") as tmp:
+        work = args.work if args.work is not None else Path(tmp)
+        for run in args.runs:
+            try:
+                results.append(bench_run(run, work / run.name, args))
+            except McuzooError as e:
+                print(f"[{run}] error: {e}", file=sys.stderr)
+    if not results:
+        return 1
+    out = {"machine": _machine(), "command": " ".join(["python", *sys.argv]), "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    print(markdown(results))
+    for r in results:
+        if r["mixed"]:
+            m = r["mixed"]
+            print(f"\n{r['model']}: mixed search: {m['evaluations']} evaluations, validation top-1 "
+                  f"{100 * m['accuracy']:.2f} % vs all-int8 {100 * m['accuracy_int8']:.2f} % "
+                  f"(all-int4 {100 * m['accuracy_int4']:.2f} %), {len(m['int4_tensors'])} int4 / "
+                  f"{len(m['int8_tensors'])} int8 weight tensors, weights {m['weights_bytes']:,} B vs "
+                  f"{m['weights_bytes_int8']:,} B (-{m['saving_pct']:.1f} %)")
+    print(f"\nmachine: {out['machine']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,628 @@
+"""Per-layer quantization error: where the int8 model departs from the float one.
+
+Entry points: :func:`quant_report` (float Keras model vs int8 .tflite on
+calibration images, one :class:`LayerError` per matched layer, worst first),
+:func:`write_report` (JSON + PNG bar chart of SQNR per layer), the ``mcuzoo
+quantize RUN_DIR`` verb (:func:`register_cli`) and :func:`run_quant_extras`
+(the pipeline's hook for the ONNX QDQ / mixed int4-int8 / report extras).
+
+Errors are measured on the whole int8 model, so a layer's error includes what
+earlier layers passed on: SQNR = 10 log10(sum f^2 / sum (f - q)^2) in dB over
+all images (higher is better; about 6 dB per bit), and the cosine similarity of
+the flattened activations. ``q`` is the int8 tensor dequantized with its own
+scale and zero point.
+
+Matching Keras layers to TFLite tensors. The converter fuses layers (Conv +
+BatchNorm + ReLU become one CONV_2D) and names each tensor after the TensorFlow
+ops that produced it, ``;``-joined, e.g.
+``model_1/conv1_relu_1/Relu;model_1/conv1_bn_1/batchnorm/add_1;...``. Each path
+segment is compared with the Keras layer names, exactly and without a trailing
+``_<n>`` (Keras/TF add it to name scopes when a model is traced again); the
+model's own scope is ignored. For every tensor that an op writes (in execution
+order) the candidate layers are kept when their output shape equals the
+tensor's shape and, for a layer with a built-in activation (``Dense(...,
+activation="softmax")``), when the tensor's ops include that activation (the
+FULLY_CONNECTED output before the SOFTMAX op is not the layer's output). Of the
+remaining candidates the one latest in the Keras graph wins (a fused
+conv/bn/relu tensor is the ReLU layer's output); when several tensors give the
+same layer, the last one executed wins. A tensor named after a convolution
+alone whose only consumer is a BatchNormalization without a tensor of its own
+is the BatchNorm's output (the converter folds it in). The model's output layer, if not
+matched by name, is matched to the TFLite output. Layers without a tensor of
+their own in the int8 model (a convolution or BatchNorm fused away, Dropout,
+Input) are skipped and listed; the report says how many layers were matched.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import rundir
+from .console import captured_output, console
+from .errors import McuzooError, ModelFileError
+
+REPORT_JSON = "quant_report.json"
+REPORT_PNG = "quant_report.png"
+SQNR_CAP_DB = 120.0  # a layer reproduced exactly (no noise at all) reports this
+_SUFFIX = re.compile(r"^(.*)_\d+$")
+
+
+@dataclass
+class LayerError:
+    layer: str
+    layer_type: str
+    order: int            # position of the layer in the Keras model
+    shape: list[int]      # output shape without the batch dimension
+    sqnr_db: float
+    cosine: float
+    rmse: float
+    max_abs_error: float
+    signal_rms: float
+    tensor: str           # the TFLite tensor (first name component)
+    tflite_op: str
+
+
+class LayerErrors(list):
+    """A list of :class:`LayerError`, worst SQNR first, with how the matching went."""
+
+    def __init__(self, rows=(), layers_total: int = 0, unmatched: list[str] | None = None, images: int = 0,
+                 model: str = "", tflite: str = ""):
+        super().__init__(rows)
+        self.layers_total = layers_total
+        self.unmatched = list(unmatched or [])
+        self.images = images
+        self.model = model
+        self.tflite = tflite
+
+    @property
+    def matched(self) -> int:
+        return len(self)
+
+    def summary(self, worst: int = 5) -> dict:
+        return {
+            "images": self.images, "layers": self.layers_total, "matched": self.matched,
+            "worst": [{"layer": e.layer, "sqnr_db": round(e.sqnr_db, 2), "cosine": round(e.cosine, 5)}
+                      for e in self[:worst]],
+        }
+
+
+# ---------------------------------------------------------------------------
+# matching
+
+
+def _strip(seg: str) -> str | None:
+    m = _SUFFIX.match(seg)
+    return m.group(1) if m else None
+
+
+def _activation_name(layer) -> str | None:
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    name = getattr(act, "__name__", str(act)).lower()
+    return None if name in ("linear", "identity") else name
+
+
+def _components(tensor_name: str, layer_names: set[str], model_name: str, prefer_stripped: bool):
+    """{layer name: [op parts below the layer's scope]} for the layers a TFLite tensor name mentions."""
+    found: dict[str, list[str]] = {}
+    for comp in tensor_name.split(";"):
+        segs = comp.split("/")
+        for j, seg in enumerate(segs):
+            if j == 0 and (seg == model_name or _strip(seg) == model_name) and len(segs) > 1:
+                continue
+            stripped = _strip(seg)
+            order = [stripped, seg] if prefer_stripped else [seg, stripped]
+            for cand in order:
+                if cand and cand in layer_names:
+                    found.setdefault(cand, []).append("/".join(segs[j + 1:]).lower())
+                    break
+            else:
+                continue
+            break
+    return found
+
+
+def _dequantize(arr: np.ndarray, detail: dict) -> np.ndarray:
+    if arr.dtype in (np.float32, np.float64, np.float16):
+        return arr.astype(np.float64)
+    qp = detail.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", []), dtype=np.float64)
+    zps = np.asarray(qp.get("zero_points", []), dtype=np.float64)
+    if scales.size == 0:
+        scale, zp = detail.get("quantization", (0.0, 0))
+        if not scale:
+            return arr.astype(np.float64)
+        return (arr.astype(np.float64) - zp) * scale
+    if scales.size == 1:
+        return (arr.astype(np.float64) - (zps[0] if zps.size else 0)) * scales[0]
+    axis = int(qp.get("quantized_dimension", arr.ndim - 1))
+    shape = [1] * arr.ndim
+    shape[axis] = -1
+    return (arr.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)
+
+
+def _metrics(f: np.ndarray, q: np.ndarray) -> tuple[float, float, float, float, float]:
+    f = f.astype(np.float64).ravel()
+    q = q.astype(np.float64).ravel()
+    err = f - q
+    sig, noise = float(np.dot(f, f)), float(np.dot(err, err))
+    if noise == 0.0:
+        sqnr = SQNR_CAP_DB
+    elif sig == 0.0:
+        sqnr = -SQNR_CAP_DB
+    else:
+        sqnr = float(np.clip(10.0 * math.log10(sig / noise), -SQNR_CAP_DB, SQNR_CAP_DB))
+    nf, nq = math.sqrt(sig), float(np.linalg.norm(q))
+    cos = float(np.dot(f, q) / (nf * nq)) if nf > 0 and nq > 0 else (1.0 if nf == nq else 0.0)
+    n = max(1, f.size)
+    return sqnr, cos, math.sqrt(noise / n), float(np.abs(err).max()) if f.size else 0.0, math.sqrt(sig / n)
+
+
+def _tflite_interpreter(path: Path, n: int, shape):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    data = path.read_bytes() if path.is_file() else b""
+    if not path.is_file():
+        raise ModelFileError(f"int8 model not found: {path}")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
+    try:
+        with captured_output():
+            interp = Interpreter(
+                model_content=data, experimental_preserve_all_tensors=True,
+                # the default XNNPACK delegate would swallow intermediate tensors
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+            inp = interp.get_input_details()[0]
+            interp.resize_tensor_input(inp["index"], (n, *shape))
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelFileError(f"cannot load {path}: {str(e).splitlines()[0][:200]}") from None
+    return interp
+
+
+def quant_report(
+    float_keras_model_or_path,
+    int8_tflite_path: str | Path,
+    images_uint8,
+    rescale: float,
+    offset: float,
+    max_images: int = 64,
+) -> LayerErrors:
+    """Per-layer SQNR / cosine between the float Keras model and the int8 .tflite, worst first."""
+    import keras
+
+    from .quantize import load_keras_model
+
+    images = np.asarray(images_uint8) if images_uint8 is not None else np.zeros((0,))
+    if images.ndim == 0 or len(images) == 0:
+        raise McuzooError("the quantization report needs images: the calibration set is empty")
+    if images.ndim == 3:
+        images = images[..., None]
+    images = images[: max(1, int(max_images))].astype(np.uint8)
+    model = (load_keras_model(float_keras_model_or_path)
+             if isinstance(float_keras_model_or_path, (str, Path)) else float_keras_model_or_path)
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if tuple(images.shape[1:]) != shape:
+        raise McuzooError(f"report images are {tuple(images.shape[1:])} but the model takes {shape}")
+    int8_tflite_path = Path(int8_tflite_path)
+    interp = _tflite_interpreter(int8_tflite_path, len(images), shape)
+
+    # Keras side: every layer with one tensor output
+    layers = []
+    for idx, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            out = layer.output
+        except (AttributeError, ValueError, RuntimeError):  # shared layer or nested model
+            continue
+        if isinstance(out, (list, tuple, dict)):
+            continue
+        layers.append((idx, layer, tuple(int(d) if d is not None else -1 for d in out.shape[1:])))
+    by_name = {layer.name: (idx, layer, shp) for idx, layer, shp in layers}
+    names = set(by_name)
+
+    # TFLite side: op outputs in execution order
+    try:
+        ops = interp._get_ops_details()
+    except AttributeError:  # pragma: no cover - every LiteRT so far has it
+        raise McuzooError("this LiteRT version does not list its ops: cannot match layers") from None
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    out_index = interp.get_output_details()[0]["index"]
+    first_names = [details[t]["name"].split(";")[0].split("/")[0] for op in ops for t in op["outputs"] if t in details]
+    prefer_stripped = any(_strip(s) == model.name for s in first_names)
+
+    match: dict[str, tuple[int, str, int]] = {}  # layer -> (tensor index, op name, exec order)
+    for exec_order, op in enumerate(ops):
+        for t in op["outputs"]:
+            d = details.get(int(t))
+            if d is None:
+                continue
+            tshape = tuple(int(v) for v in d["shape"][1:])
+            found = _components(d["name"], names, model.name, prefer_stripped)
+            best = None
+            for lname, parts in found.items():
+                idx, layer, lshape = by_name[lname]
+                if lshape != tshape:
+                    continue
+                act = _activation_name(layer)
+                if act and not any(act in p.replace("_", "") or act in p for p in parts):
+                    continue  # the tensor before the layer's activation
+                if best is None or idx > by_name[best][0]:
+                    best = lname
+            if best is not None:
+                match[best] = (int(t), op["op_name"], exec_order)
+    # a BatchNormalization right after a conv/dense is folded into it by the converter: when the
+    # fused tensor is named after the conv only, it holds the BatchNorm's output
+    for lname in list(match):
+        layer = by_name[lname][1]
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            continue
+        consumers = [n.operation for n in getattr(layer, "_outbound_nodes", [])]
+        if len(consumers) == 1 and isinstance(consumers[0], keras.layers.BatchNormalization):
+            bn = consumers[0].name
+            if bn in by_name and bn not in match and by_name[bn][2] == by_name[lname][2]:
+                match[bn] = match.pop(lname)
+    out_layer = model.layers[-1].name
+    if out_layer in by_name and out_layer not in match:
+        d = details[out_index]
+        if tuple(int(v) for v in d["shape"][1:]) == by_name[out_layer][2]:
+            match[out_layer] = (out_index, "OUTPUT", len(ops))
+
+    if not match:
+        raise McuzooError(f"no layer of the Keras model could be matched to a tensor of {int8_tflite_path.name}: "
+                          "is it the int8 conversion of this model?")
+
+    # run both
+    x_float = images.astype(np.float32) * rescale + offset
+    matched_layers = [by_name[n] for n in sorted(match, key=lambda n: by_name[n][0])]
+    probe = keras.Model(model.inputs, [layer.output for _, layer, _ in matched_layers])
+    with captured_output():
+        f_outs = probe.predict(x_float, batch_size=16, verbose=0)
+    if not isinstance(f_outs, (list, tuple)):
+        f_outs = [f_outs]
+    inp = interp.get_input_details()[0]
+    if inp["dtype"] == np.uint8:
+        feed = images
+    elif inp["dtype"] == np.int8:
+        s, z = inp["quantization"]
+        feed = np.clip(np.round(x_float / s + z), -128, 127).astype(np.int8)
+    else:
+        feed = x_float.astype(inp["dtype"])
+    interp.set_tensor(inp["index"], feed)
+    interp.invoke()
+
+    rows = []
+    for (idx, layer, lshape), f in zip(matched_layers, f_outs):
+        t, op_name, _ = match[layer.name]
+        q = _dequantize(np.asarray(interp.get_tensor(t)), details[t])
+        if q.shape != np.asarray(f).shape:
+            continue
+        sqnr, cos, rmse, mae, rms = _metrics(np.asarray(f), q)
+        rows.append(LayerError(layer.name, type(layer).__name__, idx, list(lshape), sqnr, cos, rmse, mae, rms,
+                               details[t]["name"].split(";")[0][:120], op_name))
+    rows.sort(key=lambda r: (r.sqnr_db, r.order))
+    got = {r.layer for r in rows}
+    unmatched = [layer.name for idx, layer in enumerate(model.layers)
+                 if layer.name not in got and not isinstance(layer, keras.layers.InputLayer)]
+    total = sum(not isinstance(layer, keras.layers.InputLayer) for layer in model.layers)
+    return LayerErrors(rows, total, unmatched, len(images), model.name, int8_tflite_path.name)
+
+
+# ---------------------------------------------------------------------------
+# output
+
+
+def report_table(errors: LayerErrors, limit: int | None = None):
+    from rich.table import Table
+
+    title = f"quantization error per layer, worst first ({errors.matched} of {errors.layers_total} layers matched, " \
+            f"{errors.images} images)"
+    table = Table(title=title)
+    for col, just in (("#", "right"), ("layer", "left"), ("type", "left"), ("shape", "left"),
+                      ("SQNR dB", "right"), ("cosine", "right"), ("RMSE", "right")):
+        if col == "type":  # the least useful column gives way first on a narrow terminal
+            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", max_width=14)
+        else:
+            table.add_column(col, justify=just, no_wrap=True, overflow="fold", min_width=12 if col == "layer" else None)
+    for i, e in enumerate(errors[:limit] if limit else errors, start=1):
+        color = "red" if e.sqnr_db < 10 else "yellow" if e.sqnr_db < 20 else "green"
+        table.add_row(str(i), e.layer, e.layer_type, "x".join(map(str, e.shape)),
+                      f"[{color}]{e.sqnr_db:.1f}[/]", f"{e.cosine:.4f}", f"{e.rmse:.3g}")
+    return table
+
+
+def write_report(errors: LayerErrors, png_path: str | Path, json_path: str | Path, title: str | None = None
+                 ) -> tuple[Path, Path]:
+    """JSON of every row and a bar chart of SQNR per layer (worst at the top); both written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(errors)
+    payload = {
+        "model": getattr(errors, "model", ""), "tflite": getattr(errors, "tflite", ""),
+        "images": getattr(errors, "images", 0), "layers": getattr(errors, "layers_total", len(rows)),
+        "matched": len(rows), "unmatched": list(getattr(errors, "unmatched", [])),
+        "metric": "SQNR = 10 log10(sum f^2 / sum (f - q)^2) over all images, dB; cosine of flattened activations",
+        "matching": "TFLite tensor names (Keras layer scopes, fused ops ';'-joined) + output shape + built-in "
+                    "activation; latest Keras layer per tensor, last tensor per layer; a conv's tensor "
+                    "goes to the BatchNorm folded into it",
+        "rows": [{**asdict(r), "sqnr_db": round(r.sqnr_db, 3), "cosine": round(r.cosine, 6)} for r in rows],
+    }
+    json_path = rundir.write_json(json_path, payload)
+
+    n = max(1, len(rows))
+    fig_h = min(60.0, 1.2 + 0.22 * n)
+    fig, ax = plt.subplots(figsize=(8.5, fig_h))
+    if rows:
+        vals = [r.sqnr_db for r in rows]
+        colors = ["#c0392b" if v < 10 else "#e67e22" if v < 20 else "#27ae60" for v in vals]
+        y = np.arange(len(rows))
+        ax.barh(y, vals, color=colors)
+        ax.set_yticks(y)
+        ax.set_yticklabels([r.layer for r in rows], fontsize=7 if n > 40 else 8)
+        ax.invert_yaxis()  # worst at the top
+        for yi, v in zip(y, vals):
+            ax.text(max(v, 0) + 0.3, yi, f"{v:.1f}", va="center", fontsize=6 if n > 40 else 7)
+    else:
+        ax.text(0.5, 0.5, "no layer matched", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("SQNR (dB), float vs int8 activations; higher is better")
+    ax.set_title(title or f"{payload['model']} int8: per-layer SQNR, worst first "
+                          f"({len(rows)} of {payload['layers']} layers matched)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    with rundir.atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return png_path, json_path
+
+
+def tflite_weights_flash(path: str | Path) -> dict:
+    """Constants of a .tflite (tensors no op writes, model input excluded): bytes, with per-channel scales."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer")
+    with captured_output():
+        interp = Interpreter(model_content=data)
+    written = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    out = {"int8_params": 0, "int32_params": 0, "float_params": 0, "other_params": 0, "weight_bytes": 0,
+           "scale_bytes": 0}
+    for d in interp.get_tensor_details():
+        i = d["index"]
+        if i in written or i in inputs:
+            continue
+        try:
+            arr = interp.get_tensor(i)
+        except ValueError:
+            continue
+        n = int(arr.size)
+        scales = (d.get("quantization_parameters") or {}).get("scales", [])
+        if arr.dtype in (np.int32, np.int64) and not len(scales):
+            continue  # shape / axis constants, not weights
+        if arr.dtype in (np.int8, np.uint8):
+            out["int8_params"] += n
+        elif arr.dtype == np.int32:
+            out["int32_params"] += n
+            out["weight_bytes"] += arr.nbytes
+            continue  # bias scales are derived (input scale x weight scale)
+        elif arr.dtype == np.float32:
+            out["float_params"] += n
+        else:
+            out["other_params"] += n
+        out["weight_bytes"] += arr.nbytes
+        if arr.dtype in (np.int8, np.uint8) and len(scales):
+            out["scale_bytes"] += 4 * len(scales)
+    out["total_bytes"] = out["weight_bytes"] + out["scale_bytes"]
+    out["total_kib"] = round(out["total_bytes"] / 1024, 2)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# pipeline hook and CLI
+
+
+def _qopt(cfg, name: str, default):
+    return getattr(cfg.quantization, name, default)
+
+
+def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: bool | None = None,
+                     mixed: bool | None = None, report: bool | None = None, options: dict | None = None) -> dict:
+    """ONNX QDQ / mixed int4-int8 / per-layer report for a run directory, as ``cfg.quantization`` says.
+
+    Reads ``float_model.keras`` (and ``model_int8.tflite`` for the report) from
+    ``run_dir``; writes ``model_float.onnx``, ``model_qdq_int8.onnx``, the mixed
+    model and ``quant_report.json``/``.png`` there. The mixed search scores the
+    **validation** split; ``eval_split`` (e.g. the test split), when given, is
+    used to report the top-1 of the written models. ``onnx``/``mixed``/``report``
+    override the config flags; ``options`` overrides other settings by name
+    (per_channel, calibration_method, calibration_samples, onnx_opset,
+    onnx_activation_type, mixed_tolerance, mixed_max_evals, mixed_rank,
+    report_images). Returns a dict for metrics.json.
+    """
+    from .evaluate import evaluate_model, read_model_info
+    from .mixed import search_mixed
+    from .onnx_qdq import Calibration, describe_qdq, export_qdq, float_onnx_name, weights_flash
+
+    run_dir = Path(run_dir)
+    opts = dict(options or {})
+
+    def opt(name, default):
+        return opts[name] if opts.get(name) is not None else _qopt(cfg, name, default)
+
+    do_onnx = bool(opt("onnx", False)) if onnx is None else onnx
+    do_mixed = bool(opt("mixed", False)) if mixed is None else mixed
+    do_report = bool(opt("report", False)) if report is None else report
+    out: dict = {}
+    if not (do_onnx or do_mixed or do_report):
+        return out
+    float_path = run_dir / rundir.FLOAT_MODEL
+    if not float_path.is_file():
+        raise McuzooError(f"quantization extras need {float_path}: train first")
+    info = read_model_info(float_path)
+    rescale = info.rescale if info else cfg.preprocessing.rescale
+    offset = info.offset if info else cfg.preprocessing.offset
+    class_names = list(dataset.class_names)
+    if info and list(info.class_names) != class_names:
+        raise McuzooError(f"{run_dir}: the dataset's classes differ from the model's (model_info.json)")
+    per_channel = bool(opt("per_channel", True))
+    method = str(opt("calibration_method", "minmax"))
+    n_cal = int(opt("calibration_samples", 200))
+    seed = cfg.dataset.seed
+    calib = dataset.train.take(n_cal, seed=seed)
+    bs = cfg.evaluation.batch_size
+
+    def top1(path, split):
+        return evaluate_model(path, split, class_names, rescale, offset, bs).top1
+
+    if do_onnx or do_mixed:
+        t0 = time.time()
+        console.print(f"ONNX QDQ int8 ({'per-channel' if per_channel else 'per-tensor'}, {method} calibration "
+                      f"on {len(calib)} images) ...")
+        qdq = export_qdq(float_path, calib, run_dir, rescale, offset, per_channel=per_channel,
+                         calibration_method=method, opset=int(opt("onnx_opset", 17)),
+                         activation_type=str(opt("onnx_activation_type", "int8")))
+        d = describe_qdq(qdq)
+        wf = weights_flash(qdq)
+        out["onnx"] = {
+            "file": qdq.name, "float_file": float_onnx_name(), "per_channel": per_channel,
+            "calibration_method": method, "calibration_images": int(len(calib)), "opset": d["opset"],
+            "size_bytes": qdq.stat().st_size, "weights_flash_bytes": wf.total_bytes,
+            "seconds": round(time.time() - t0, 1),
+        }
+        if eval_split is not None:
+            out["onnx"]["top1"] = round(top1(qdq, eval_split), 6)
+    if do_mixed:
+        t0 = time.time()
+        tol = float(opt("mixed_tolerance", 0.015))
+        console.print(f"mixed int4/int8 weights search (within {100 * tol:g} points of int8 on validation) ...")
+        res = search_mixed(
+            run_dir / float_onnx_name(), Calibration(calib, rescale, offset),
+            lambda p: top1(p, dataset.val), tolerance=tol, out_dir=run_dir, per_channel=per_channel,
+            calibration_method=method, activation_type=str(opt("onnx_activation_type", "int8")),
+            rank=str(opt("mixed_rank", "sensitivity")), max_evals=int(opt("mixed_max_evals", 12)),
+        )
+        m = res.summary()
+        m.pop("path")
+        m["seconds"] = round(time.time() - t0, 1)
+        if eval_split is not None:
+            m["top1"] = round(top1(res.path, eval_split), 6)
+        out["mixed"] = m
+        console.print(f"mixed: {res.path.name}: weights {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
+                      f"all-int8 (-{res.saving_pct:.1f} %), validation top-1 {100 * res.accuracy:.2f} % "
+                      f"vs {100 * res.accuracy_int8:.2f} %")
+    if do_report:
+        int8_path = run_dir / rundir.INT8_TFLITE
+        if not int8_path.is_file():
+            raise McuzooError(f"the quantization report needs {int8_path}: run the quantize stage first")
+        t0 = time.time()
+        n_img = int(opt("report_images", 32))
+        errors = quant_report(float_path, int8_path, calib[:n_img], rescale, offset, max_images=n_img)
+        write_report(errors, run_dir / REPORT_PNG, run_dir / REPORT_JSON)
+        out["report"] = {"json": REPORT_JSON, "png": REPORT_PNG, **errors.summary(),
+                         "seconds": round(time.time() - t0, 1)}
+    return out
+
+
+def load_run_dataset(cfg):
+    """The run's dataset, split and preprocessed as when it was trained."""
+    import inspect
+
+    from .data import load_dataset
+
+    kwargs = {}
+    aspect = getattr(cfg.preprocessing, "aspect", None)
+    if aspect is not None and "aspect" in inspect.signature(load_dataset).parameters:
+        kwargs["aspect"] = aspect
+    return load_dataset(cfg.dataset, tuple(cfg.model.input_shape), cfg.preprocessing.interpolation, **kwargs)
+
+
+def cmd_quantize(args) -> int:
+    from .config import load_config
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise McuzooError(f"run directory not found: {run_dir}")
+    for need in (rundir.CONFIG, rundir.FLOAT_MODEL):
+        if not (run_dir / need).is_file():
+            raise McuzooError(f"{run_dir} is not a finished run: {need} is missing")
+    do = {"onnx": args.onnx, "mixed": args.mixed, "report": args.report}
+    if not any(do.values()):
+        do = {"onnx": True, "mixed": False, "report": True}
+    cfg = load_config(run_dir / rundir.CONFIG)
+    options = {
+        "per_channel": False if args.per_tensor else None,
+        "calibration_method": args.calibration_method, "calibration_samples": args.calibration_samples,
+        "onnx_opset": args.opset, "mixed_tolerance": args.tolerance, "mixed_max_evals": args.max_evals,
+        "report_images": args.report_images,
+    }
+    with rundir.RunLock(run_dir):
+        dataset = load_run_dataset(cfg)
+        split = dataset.test if dataset.test is not None and len(dataset.test) else dataset.val
+        split_name = "test" if split is dataset.test else "validation"
+        res = run_quant_extras(cfg, dataset, run_dir, eval_split=split, options=options, **do)
+    res["evaluation_split"] = split_name
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    if "onnx" in res:
+        o = res["onnx"]
+        console.print(f"{o['file']}: top-1 on {split_name} [bold]{100 * o['top1']:.2f} %[/], "
+                      f"weights {o['weights_flash_bytes']:,} B")
+    if "mixed" in res:
+        m = res["mixed"]
+        console.print(f"{m['file']}: top-1 on {split_name} [bold]{100 * m['top1']:.2f} %[/], "
+                      f"weights {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
+    if "report" in res:
+        errors_json = rundir.read_json(run_dir / REPORT_JSON)
+        rows = [LayerError(**r) for r in errors_json["rows"]]
+        errs = LayerErrors(rows, errors_json["layers"], errors_json["unmatched"], errors_json["images"])
+        from rich.console import Console
+
+        Console(highlight=False).print(report_table(errs, limit=args.top))
+        console.print(f"report: {run_dir / REPORT_JSON}, {run_dir / REPORT_PNG}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``mcuzoo quantize RUN_DIR [--report] [--onnx] [--mixed]`` to the CLI's subparsers."""
+    from .onnx_qdq import CALIBRATION_METHODS, MAX_OPSET, MIN_OPSET
+
+    q = subparsers.add_parser(
+        "quantize", help="ONNX QDQ int8, mixed int4/int8 and a per-layer error report for a finished run",
+        description="Work on an existing run directory (float_model.keras, model_int8.tflite, config.yaml): "
+                    "write model_float.onnx + model_qdq_int8.onnx (--onnx), a mixed int4/int8 "
+                    "model_qdq_w4_..%_w8_..%_a8_100%%.onnx (--mixed) and quant_report.json/.png (--report). "
+                    "Without flags: --onnx --report. Nothing else in the run directory changes.")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `mcuzoo run`")
+    q.add_argument("--onnx", action="store_true", help="export the ONNX QDQ int8 model")
+    q.add_argument("--mixed", action="store_true", help="search a mixed int4/int8-weights model (ONNX opset 21)")
+    q.add_argument("--report", action="store_true", help="per-layer SQNR of the int8 .tflite vs the float model")
+    q.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per-channel)")
+    q.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
+                   help="activation calibration (default: the config's, else minmax)")
+    q.add_argument("--calibration-samples", type=int, default=None, metavar="N",
+                   help="calibration images (default: the config's)")
+    q.add_argument("--opset", type=int, default=None, choices=range(MIN_OPSET, MAX_OPSET + 1), metavar="N",
+                   help=f"ONNX opset of the QDQ int8 model ({MIN_OPSET}-{MAX_OPSET}, default {MIN_OPSET})")
+    q.add_argument("--tolerance", type=float, default=None, metavar="T",
+                   help="mixed: allowed top-1 drop vs all-int8 on validation, as a fraction (default 0.015)")
+    q.add_argument("--max-evals", type=int, default=None, metavar="N", help="mixed: evaluation budget (default 12)")
+    q.add_argument("--report-images", type=int, default=None, metavar="N", help="report: images (default 32)")
+    q.add_argument("--top", type=int, default=20, metavar="N", help="report: rows shown in the table (default 20)")
+    q.add_argument("--json", action="store_true", help="print the results as JSON")
+    q.set_defaults(fn=cmd_quantize)

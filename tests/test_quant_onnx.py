@@ -1,0 +1,387 @@
+"""ONNX QDQ int8, mixed int4/int8 weights and the per-layer error report, on a small trained ST MNIST."""
+import argparse
+import json
+import re
+
+import numpy as np
+import pytest
+
+from mcuzoo import rundir
+from mcuzoo.errors import McuzooError, ModelFileError
+
+RESCALE, OFFSET = 1 / 127.5, -1.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run directory as `mcuzoo run` leaves it: ST MNIST trained briefly on glyphs36 (about 45 % top-1)."""
+    import keras
+
+    from mcuzoo.config import config_to_yaml, load_config
+    from mcuzoo.data import load_dataset
+    from mcuzoo.evaluate import ModelInfo
+    from mcuzoo.models import build_model
+    from mcuzoo.quantize import quantize_tflite
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, ["name=q", "dataset.samples_per_class=20", "quantization.calibration_samples=64",
+                             f"output_dir={run.parent}"])
+    ds = load_dataset(cfg.dataset, (28, 28, 1))
+    keras.utils.set_random_seed(0)
+    model = build_model("st_mnist_v1", (28, 28, 1), ds.num_classes)
+    for layer in model.layers:  # few steps: let BatchNorm statistics follow the weights
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    x, y = ds.train.to_numpy()
+    model.fit(x.astype(np.float32) * RESCALE + OFFSET, y, batch_size=32, epochs=15, verbose=0)
+    model.save(run / rundir.FLOAT_MODEL)
+    calib = ds.train.take(64, seed=0)
+    quantize_tflite(model, calib, run / rundir.INT8_TFLITE, RESCALE, OFFSET)
+    rundir.write_text(run / rundir.CONFIG, config_to_yaml(cfg))
+    info = ModelInfo(list(ds.class_names), (28, 28, 1), RESCALE, OFFSET, "st_mnist_v1", ds.name)
+    rundir.write_json(run / rundir.MODEL_INFO, info.to_json())
+    return {"run": run, "ds": ds, "calib": calib, "model": model}
+
+
+@pytest.fixture(scope="module")
+def qdq(trained, tmp_path_factory):
+    from mcuzoo.onnx_qdq import export_qdq
+
+    out = tmp_path_factory.mktemp("qdq")
+    path = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], out, RESCALE, OFFSET)
+    return path
+
+
+def _onnx(path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _weight_scales(model):
+    """Scale initializer shapes of the DequantizeLinear nodes that read int8/int4 weights (not biases)."""
+    from onnx import TensorProto
+
+    inits = {i.name: i for i in model.graph.initializer}
+    shapes = []
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            if inits[n.input[0]].data_type in (TensorProto.INT8, TensorProto.INT4):
+                shapes.append((list(inits[n.input[0]].dims), list(inits[n.input[1]].dims)))
+    return shapes
+
+
+def _predict(path, images):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = images if inp.type == "tensor(uint8)" else images.astype(np.float32) * RESCALE + OFFSET
+    return sess.run(None, {inp.name: x})[0]
+
+
+# ---------------------------------------------------------------------------
+# QDQ int8
+
+
+def test_qdq_export_is_qdq_int8_with_float_io(qdq):
+    from onnx import TensorProto
+
+    assert qdq.name == "model_qdq_int8.onnx"
+    assert (qdq.parent / "model_float.onnx").is_file()
+    m = _onnx(qdq)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    # weights symmetric: zero points of int8 weights are all 0
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == TensorProto.INT8:
+            assert not np.any(numpy_helper.to_array(inits[n.input[2]]))
+    assert not [p for p in qdq.parent.iterdir() if ".tmp" in p.name]
+
+
+def test_qdq_top1_close_to_float(trained, qdq):
+    from mcuzoo.evaluate import evaluate_model
+
+    ds = trained["ds"]
+    f = evaluate_model(trained["run"] / rundir.FLOAT_MODEL, ds.test, ds.class_names, RESCALE, OFFSET)
+    q = evaluate_model(qdq, ds.test, ds.class_names, RESCALE, OFFSET)
+    fo = evaluate_model(qdq.parent / "model_float.onnx", ds.test, ds.class_names, RESCALE, OFFSET)
+    assert q.backend == "onnxruntime"
+    assert f.top1 > 0.2, "the fixture model did not learn"
+    assert fo.top1 == pytest.approx(f.top1, abs=1e-9)  # the float export is the Keras model
+    assert abs(q.top1 - f.top1) <= 0.04
+    x, _ = ds.test.to_numpy()
+    agree = (_predict(qdq, x).argmax(1) == _predict(qdq.parent / "model_float.onnx", x).argmax(1)).mean()
+    assert agree >= 0.8  # a half-trained model: many borderline predictions
+
+
+def test_input_range_is_anchored_by_the_first_calibration_image(qdq):
+    """Min-max calibration of the input sees exactly [offset, 255 * rescale + offset]: scale = 2/255."""
+    from onnx import numpy_helper
+
+    m = _onnx(qdq)
+    inits = {i.name: i for i in m.graph.initializer}
+    q_in = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits)
+    scale = float(numpy_helper.to_array(inits[q_in.input[1]]))
+    assert scale == pytest.approx(255 * RESCALE / 255, rel=1e-4)
+
+
+def test_per_channel_vs_per_tensor_scales(trained, qdq, tmp_path):
+    from mcuzoo.onnx_qdq import export_qdq
+
+    per_channel = _weight_scales(_onnx(qdq))
+    assert per_channel and all(len(s) == 1 and s[0] > 1 for _, s in per_channel)
+    # one scale per output channel: axis 0 of a conv weight, axis 1 of a (K, N) dense weight
+    assert all(s[0] in (w[0], w[-1]) for w, s in per_channel)
+    pt = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], tmp_path, RESCALE, OFFSET,
+                    per_channel=False, float_onnx=qdq.parent / "model_float.onnx")
+    per_tensor = _weight_scales(_onnx(pt))
+    assert len(per_tensor) == len(per_channel)
+    assert all(s == [] for _, s in per_tensor)
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_calibration_methods_each_give_a_working_model(trained, qdq, tmp_path, method):
+    from mcuzoo.onnx_qdq import export_qdq
+
+    p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"][:32], tmp_path, RESCALE, OFFSET,
+                   calibration_method=method)
+    x = trained["ds"].test.to_numpy()[0][:64]
+    ref = _predict(qdq.parent / "model_float.onnx", x).argmax(1)
+    assert (_predict(p, x).argmax(1) == ref).mean() >= 0.8
+
+
+def test_number_of_calibration_images_matters(trained, qdq, tmp_path):
+    from onnx import numpy_helper
+
+    from mcuzoo.onnx_qdq import export_qdq
+
+    def act_scales(path):
+        m = _onnx(path)
+        inits = {i.name: i for i in m.graph.initializer}
+        return {n.input[0]: float(numpy_helper.to_array(inits[n.input[1]])) for n in m.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+    one = export_qdq(qdq.parent / "model_float.onnx", trained["calib"][:1], tmp_path / "one", RESCALE, OFFSET)
+    many = act_scales(qdq)  # 64 images
+    few = act_scales(one)
+    assert few.keys() == many.keys()
+    assert any(abs(few[k] - many[k]) > 1e-6 * many[k] for k in many)
+    # more images can only widen a min-max range
+    assert sum(few[k] <= many[k] * (1 + 1e-5) for k in many) >= len(many) - 1
+
+
+def test_uint8_input_variant(trained, qdq, tmp_path):
+    from onnx import TensorProto
+
+    from mcuzoo.evaluate import evaluate_model
+    from mcuzoo.onnx_qdq import export_qdq
+
+    p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET, input_dtype="uint8")
+    assert _onnx(p).graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    ds = trained["ds"]
+    a = evaluate_model(p, ds.test, ds.class_names, RESCALE, OFFSET).top1
+    b = evaluate_model(qdq, ds.test, ds.class_names, RESCALE, OFFSET).top1
+    assert abs(a - b) <= 0.02
+
+
+def test_weights_flash_counts_int8_bytes(qdq):
+    from mcuzoo.onnx_qdq import weights_flash
+
+    f = weights_flash(qdq.parent / "model_float.onnx")
+    q = weights_flash(qdq)
+    assert f.float_params >= 9536 and q.int8_params == 9536  # ST MNIST at 36 classes: conv + dense weights
+    assert q.w8_share == 100.0 and q.int4_params == 0
+    assert q.total_bytes < f.total_bytes / 3
+
+
+# ---------------------------------------------------------------------------
+# mixed int4 / int8
+
+
+def test_mixed_name_format():
+    from mcuzoo.mixed import mixed_name
+
+    assert mixed_name("model", 26.1, 73.9) == "model_qdq_w4_26.1%_w8_73.9%_a8_100%.onnx"
+    assert mixed_name("m", 100 / 3, 200 / 3, 100.0) == "m_qdq_w4_33.3%_w8_66.7%_a8_100%.onnx"
+
+
+def test_mixed_search(trained, qdq, tmp_path):
+    from onnx import TensorProto
+
+    from mcuzoo.evaluate import evaluate_model
+    from mcuzoo.mixed import search_mixed
+    from mcuzoo.onnx_qdq import Calibration, weights_flash
+
+    ds = trained["ds"]
+    calls = []
+
+    def eval_fn(path):
+        calls.append(path)
+        return evaluate_model(path, ds.val, ds.class_names, RESCALE, OFFSET).top1
+
+    res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+                       tolerance=0.03, out_dir=tmp_path, max_evals=8)
+    assert re.fullmatch(r"model_qdq_w4_\d+\.\d%_w8_\d+\.\d%_a8_100%\.onnx", res.path.name), res.path.name
+    w4, w8 = (float(v) for v in re.findall(r"_w[48]_([\d.]+)%", res.path.name))
+    assert w4 + w8 == pytest.approx(100.0, abs=0.05) and w4 > 0
+    assert res.evaluations == len(calls) <= 8
+    m = _onnx(res.path)
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 21
+    assert any(i.data_type == TensorProto.INT4 for i in m.graph.initializer)
+    assert res.int4_tensors and res.weights_bytes < res.weights_bytes_int8
+    assert weights_flash(res.path).total_bytes == res.weights_bytes
+    assert res.accuracy >= res.accuracy_int8 - 0.03 - 1e-9
+    # int4 weights are still per-channel, and the file runs with float in / out
+    assert all(len(s) == 1 for _, s in _weight_scales(m))
+    top1 = evaluate_model(res.path, ds.test, ds.class_names, RESCALE, OFFSET).top1
+    assert 0 <= top1 <= 1
+    json.dumps(res.summary())
+
+
+# ---------------------------------------------------------------------------
+# per-layer report
+
+
+def test_quant_report_ranks_layers_and_writes_png(trained, tmp_path):
+    from mcuzoo.qreport import quant_report, report_table, write_report
+
+    run = trained["run"]
+    errs = quant_report(run / rundir.FLOAT_MODEL, run / rundir.INT8_TFLITE, trained["calib"], RESCALE, OFFSET,
+                        max_images=16)
+    # conv1..conv5 (fused conv/bn/relu), GAP and the softmax output
+    assert errs.matched >= 7 and errs.layers_total == 18 and errs.images == 16
+    assert {"conv1_relu", "dwconv2_relu", "conv5_relu", "avg_pool", "predictions"} <= {e.layer for e in errs}
+    sq = [e.sqnr_db for e in errs]
+    assert all(np.isfinite(sq)) and sq == sorted(sq)
+    assert all(10 < s < 80 for s in sq) and all(0.9 < e.cosine <= 1.0 + 1e-9 for e in errs)
+    png, js = write_report(errs, tmp_path / "r.png", tmp_path / "r.json")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(js.read_text())
+    assert data["matched"] == errs.matched and data["rows"][0]["layer"] == errs[0].layer
+    assert report_table(errs).row_count == errs.matched
+
+
+def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
+    from mcuzoo.models import build_model
+    from mcuzoo.qreport import quant_report
+
+    other = build_model("st_mnist_v1", (32, 32, 1), 10)
+    with pytest.raises(McuzooError, match="model takes"):
+        quant_report(other, trained["run"] / rundir.INT8_TFLITE, trained["calib"], RESCALE, OFFSET)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(ModelFileError, match="TFL3"):
+        quant_report(trained["model"], bad, trained["calib"], RESCALE, OFFSET)
+
+
+# ---------------------------------------------------------------------------
+# CLI verb and pipeline hook
+
+
+def test_quantize_verb_on_a_run_directory(trained, capsys):
+    from mcuzoo.qreport import register_cli
+
+    run = trained["run"]
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    parser = argparse.ArgumentParser(prog="mcuzoo")
+    register_cli(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["quantize", str(run), "--onnx", "--report", "--mixed", "--max-evals", "4",
+                              "--tolerance", "0.05", "--json"])
+    assert args.fn(args) == 0
+    res = json.loads(capsys.readouterr().out)
+    names = {p.name for p in run.iterdir()}
+    assert {"model_float.onnx", "model_qdq_int8.onnx", "quant_report.json", "quant_report.png"} <= names
+    mixed = [n for n in names if n.startswith("model_qdq_w4_")]
+    assert mixed == [res["mixed"]["file"]]
+    assert res["onnx"]["calibration_images"] == 64 and 0 <= res["onnx"]["top1"] <= 1
+    assert res["report"]["matched"] >= 7 and res["evaluation_split"] == "test"
+    # nothing that was there changed, and no lock or temporary file is left
+    assert all((run / n).stat().st_mtime_ns == t for n, t in before.items())
+    assert not [n for n in names if n.startswith(".")]
+
+
+def test_run_quant_extras_does_nothing_unless_asked(trained):
+    from mcuzoo.config import load_config
+    from mcuzoo.qreport import run_quant_extras
+
+    cfg = load_config(trained["run"] / rundir.CONFIG)
+    assert run_quant_extras(cfg, trained["ds"], trained["run"]) == {}
+
+
+# ---------------------------------------------------------------------------
+# bad input: one-line errors
+
+
+def _one_line(e):
+    assert "\n" not in str(e.value) and str(e.value)
+
+
+def test_empty_calibration_set(trained, qdq, tmp_path):
+    from mcuzoo.mixed import search_mixed
+    from mcuzoo.onnx_qdq import Calibration, export_qdq
+
+    empty = np.zeros((0, 28, 28, 1), np.uint8)
+    with pytest.raises(McuzooError, match="calibration set is empty") as e:
+        export_qdq(trained["model"], empty, tmp_path, RESCALE, OFFSET)
+    _one_line(e)
+    with pytest.raises(McuzooError, match="calibration set is empty"):
+        search_mixed(qdq.parent / "model_float.onnx", (empty, RESCALE, OFFSET), lambda p: 1.0)
+    with pytest.raises(McuzooError, match="calibration images are"):
+        export_qdq(qdq.parent / "model_float.onnx", np.zeros((4, 32, 32, 1), np.uint8), tmp_path, RESCALE, OFFSET)
+    with pytest.raises(McuzooError, match="uint8 pixels"):
+        Calibration(np.full((2, 28, 28, 1), 0.5, np.float32), RESCALE, OFFSET)
+    with pytest.raises(McuzooError, match="calibration method"):
+        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET,
+                   calibration_method="kl")
+    with pytest.raises(McuzooError, match="opset"):
+        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET, opset=13)
+
+
+def test_malformed_onnx(trained, qdq, tmp_path):
+    from mcuzoo.evaluate import evaluate_model
+    from mcuzoo.mixed import search_mixed
+    from mcuzoo.onnx_qdq import export_qdq, load_onnx, weights_flash
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07garbage that is not protobuf \xff\xfe" * 10)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes((qdq.parent / "model_float.onnx").read_bytes()[:500])
+    for bad in (garbage, truncated, tmp_path / "missing.onnx"):
+        with pytest.raises(ModelFileError) as e:
+            load_onnx(bad)
+        _one_line(e)
+        with pytest.raises(ModelFileError):
+            export_qdq(bad, trained["calib"], tmp_path, RESCALE, OFFSET)
+        with pytest.raises(ModelFileError):
+            search_mixed(bad, (trained["calib"], RESCALE, OFFSET), lambda p: 1.0)
+        with pytest.raises(ModelFileError):
+            weights_flash(bad)
+    with pytest.raises(ModelFileError):
+        evaluate_model(garbage, trained["ds"].test, trained["ds"].class_names, RESCALE, OFFSET)
+
+
+def test_unsupported_layer_is_a_one_line_error(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from mcuzoo.onnx_qdq import export_float_onnx
+
+    class PyOp(keras.layers.Layer):  # an op with no ONNX equivalent
+        def call(self, x):
+            y = tf.numpy_function(lambda a: a, [x], tf.float32)
+            return tf.reshape(y, tf.shape(x))
+
+    inp = keras.Input((8, 8, 1))
+    model = keras.Model(inp, keras.layers.Flatten()(PyOp()(inp)))
+    with pytest.raises(McuzooError, match="ONNX export") as e:
+        export_float_onnx(model, tmp_path / "x.onnx")
+    _one_line(e)
+    assert not (tmp_path / "x.onnx").exists()
