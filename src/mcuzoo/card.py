@@ -648,6 +648,13 @@ class _Context:
                            f"![confusion matrix, {what}]({fname})")
         if not out:
             out.append(f"Confusion matrices: {NOT_MEASURED}.")
+        report = self.m.get("quant_report") or {}
+        if report.get("png") and (self.run_dir / report["png"]).is_file():
+            out.append(
+                "Per-layer quantization error (float activations against the int8 model's dequantized ones on "
+                f"calibration images, SQNR in dB, worst first; details in `{report.get('json', 'quant_report.json')}`):"
+                f"\n\n![per-layer quantization error]({report['png']})"
+            )
         return "\n\n".join(out)
 
     def training(self) -> str:

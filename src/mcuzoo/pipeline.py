@@ -93,12 +93,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 float_path, calib, int8_path, cfg.preprocessing.rescale, cfg.preprocessing.offset,
                 per_channel=cfg.quantization.per_channel,
             )
-            from .qreport import run_quant_extras
+            from .qreport import merge_extras, run_quant_extras
 
-            extras = run_quant_extras(cfg, dataset, run_dir, eval_split=eval_split(dataset)[1])
-            for key, name in (("onnx", "onnx_qdq"), ("mixed", "mixed"), ("report", "quant_report")):
-                if key in extras:
-                    metrics[name] = extras[key]
+            merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=eval_split(dataset)[1]))
             metrics["quantization"] = {
                 "file": int8_path.name, "per_channel": cfg.quantization.per_channel,
                 "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,

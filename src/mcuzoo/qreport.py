@@ -538,6 +538,17 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     return out
 
 
+EXTRA_KEYS = (("onnx", "onnx_qdq"), ("mixed", "mixed"), ("report", "quant_report"))
+
+
+def merge_extras(metrics: dict, extras: dict) -> dict:
+    """metrics.json with run_quant_extras' results under their metrics keys (onnx -> onnx_qdq, ...)."""
+    for key, name in EXTRA_KEYS:
+        if key in extras:
+            metrics[name] = extras[key]
+    return metrics
+
+
 def load_run_dataset(cfg):
     """The run's dataset, split and preprocessed as when it was trained."""
     import inspect
@@ -570,11 +581,15 @@ def cmd_quantize(args) -> int:
         "onnx_opset": args.opset, "mixed_tolerance": args.tolerance, "mixed_max_evals": args.max_evals,
         "report_images": args.report_images,
     }
+    from .pipeline import eval_split
+
     with rundir.RunLock(run_dir):
         dataset = load_run_dataset(cfg)
-        split = dataset.test if dataset.test is not None and len(dataset.test) else dataset.val
-        split_name = "test" if split is dataset.test else "validation"
+        split_name, split = eval_split(dataset)
         res = run_quant_extras(cfg, dataset, run_dir, eval_split=split, options=options, **do)
+        metrics_path = run_dir / rundir.METRICS
+        if metrics_path.is_file():  # the run's figures gain the new models' (the card reads them there)
+            rundir.write_json(metrics_path, merge_extras(rundir.read_json(metrics_path), res))
     res["evaluation_split"] = split_name
     if args.json:
         print(json.dumps(res, indent=2))

@@ -17,7 +17,7 @@ from .errors import McuzooError
 PUBLISHED = (
     rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, rundir.ANALYSIS,
     rundir.HISTORY, rundir.TRAINING_LOG, "MODEL_CARD.md", "confusion_float.png", "confusion_int8.png",
-    "training_curves.png", "memory_timeline.png",
+    "training_curves.png", "memory_timeline.png", "quant_report.json", "quant_report.png",
 )
 REQUIRED = (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, "MODEL_CARD.md")
 
