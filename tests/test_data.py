@@ -160,7 +160,7 @@ def test_shapes_deterministic():
 
 
 def test_emnist_transpose_labels_and_splits(tmp_path):
-    labels = np.array([0, 1, 35, 36, 61, 10, 0, 1, 2, 2, 3, 3, 40, 0, 1, 35] * 3)
+    labels = np.concatenate([np.array([0, 1, 35, 36, 61, 10, 0, 1, 2, 2, 3, 3, 40, 0, 1, 35] * 3), np.arange(36)])
     up = write_emnist(tmp_path, labels)
     cfg = DatasetConfig(name="emnist_byclass", path=str(tmp_path), validation_split=0.2)
     ds = load_dataset(cfg, (28, 28, 1))
@@ -184,31 +184,40 @@ def test_emnist_transpose_labels_and_splits(tmp_path):
 def test_emnist_test_files_and_default_names(tmp_path):
     write_emnist(tmp_path, np.arange(36).repeat(2), mapping=False)
     write_emnist(tmp_path, np.array([5, 6, 7, 50]), split="test", mapping=False)
-    ds = load_dataset(DatasetConfig(name="emnist_byclass", path=str(tmp_path)), (28, 28, 1))
+    cfg = DatasetConfig(name="emnist_byclass", path=str(tmp_path))
+    # a test file without most classes is an error, or a note with skip_bad_files
+    with pytest.raises(DataError, match=r"test split \(.*emnist-byclass-test-images.*\) has no images of 33 of 36 classes"):
+        load_dataset(cfg, (28, 28, 1))
+    ds = load_dataset(cfg.model_copy(update={"skip_bad_files": True}), (28, 28, 1))
     assert ds.class_names[10] == "A" and ds.test is not None and sorted(ds.test.labels.tolist()) == [5, 6, 7]
+    assert any("has no images of 33 of 36" in n for n in ds.notes)
     split, names = load_eval_split(str(tmp_path), (28, 28, 1))
     assert len(split) == 3 and names[10] == "A"
+    # a class missing from train is always an error: the run would report 36 classes and train on 35
+    write_emnist(tmp_path, np.arange(35).repeat(2), mapping=False)
+    with pytest.raises(DataError, match="1 of 36 classes have no training images: Z"):
+        load_dataset(cfg.model_copy(update={"skip_bad_files": True}), (28, 28, 1))
 
 
 @pytest.mark.parametrize("problem", ["magic", "truncated", "gzip", "count", "missing_images", "missing_labels"])
 def test_emnist_errors(tmp_path, problem):
-    up = upright_images(6).transpose(0, 2, 1)
+    up = upright_images(36).transpose(0, 2, 1)
     img = tmp_path / "emnist-byclass-train-images-idx3-ubyte.gz"
     lab = tmp_path / "emnist-byclass-train-labels-idx1-ubyte.gz"
     write_idx(img, up, 0x803)
-    write_idx(lab, np.arange(6), 0x801)
+    write_idx(lab, np.arange(36), 0x801)
     if problem == "magic":
         write_idx(img, up, 0x801)
         match = "magic 0x00000801"
     elif problem == "truncated":
-        header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (6, 28, 28))
+        header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (36, 28, 28))
         write_idx(img, up, 0x803, raw=header + up.tobytes()[:1000])
         match = "truncated"
     elif problem == "gzip":
         img.write_bytes(img.read_bytes()[:40])
         match = "not a readable gzip"
     elif problem == "count":
-        write_idx(lab, np.arange(5), 0x801)
+        write_idx(lab, np.arange(35), 0x801)
         match = "count mismatch"
     elif problem == "missing_images":
         img.unlink()
@@ -277,8 +286,15 @@ def test_folder_test_path_and_errors(tmp_path):
     write_class_folders(tmp_path / "train", {"a": 4, "b": 4})
     write_class_folders(tmp_path / "test", {"b": 2})
     cfg = DatasetConfig(name="folder", path=str(tmp_path / "train"), test_path=str(tmp_path / "test"))
-    ds = load_dataset(cfg, (16, 16, 3))
+    # a class of train missing in the test folder: an error, or a note when skipping bad data
+    with pytest.raises(DataError, match=r"test split \(folder .*test\) has no images of 1 of 2 classes: a"):
+        load_dataset(cfg, (16, 16, 3))
+    ds = load_dataset(cfg.model_copy(update={"skip_bad_files": True}), (16, 16, 3))
     assert ds.test is not None and ds.test.labels.tolist() == [1, 1]
+    assert any("has no images of 1 of 2 classes: a" in n for n in ds.notes)
+    write_class_folders(tmp_path / "test", {"a": 1})
+    ds = load_dataset(cfg, (16, 16, 3))
+    assert ds.test.labels.tolist() == [0, 1, 1]
 
     (tmp_path / "train" / "empty").mkdir()
     with pytest.raises(DataError, match="class folder .*empty holds no images"):
@@ -399,3 +415,360 @@ def test_real_food101():
     ds = load_dataset(DatasetConfig(name="food101", path=str(root), max_per_class=8), (32, 32, 3))
     assert len(ds.class_names) == 10 and len(ds.train) + len(ds.val) == 80
     check_batch(ds.val, (32, 32, 3), batch=8)
+
+
+# ---------------------------------------------------------------------------
+# EMNIST .mat (the official "matlab.zip" layout)
+
+
+def write_emnist_mat(path: Path, labels: np.ndarray, test_labels: np.ndarray | None = None) -> tuple:
+    """An emnist-byclass.mat like the official one: dataset.{train,test}.{images,labels,writers}, dataset.mapping.
+
+    Each images row is the upright 28x28 image flattened in MATLAB's column-major (Fortran) order, so a
+    C-order reshape of a row gives the image transposed, as in the IDX files.
+    """
+    import scipy.io
+
+    def part(lab, seed):
+        up = upright_images(len(lab), seed)
+        rows = up.reshape(len(lab), -1, order="F")
+        assert np.array_equal(rows[0].reshape(28, 28), up[0].T)  # the documented layout
+        return up, {"images": rows, "labels": np.asarray(lab, dtype=np.float64)[:, None],
+                    "writers": np.zeros((len(lab), 1))}
+
+    up, train = part(labels, 0)
+    data = {"train": train}
+    test_up = None
+    if test_labels is not None:
+        test_up, data["test"] = part(test_labels, 1)
+    codes = list(range(48, 58)) + list(range(65, 91)) + list(range(97, 123))
+    data["mapping"] = np.array([[i, c] for i, c in enumerate(codes)], dtype=np.float64)
+    scipy.io.savemat(str(path), {"dataset": data})
+    return up, test_up
+
+
+def test_emnist_mat(tmp_path):
+    labels = np.concatenate([np.arange(62), np.arange(36)])
+    test_labels = np.concatenate([np.arange(36), [40, 50]])
+    up, test_up = write_emnist_mat(tmp_path / "emnist-byclass.mat", labels, test_labels)
+    cfg = DatasetConfig(name="emnist_byclass", path=str(tmp_path), validation_split=0.3)
+    ds = load_dataset(cfg, (28, 28, 1))
+    assert ds.class_names == [str(d) for d in range(10)] + [chr(c) for c in range(65, 91)]
+    assert len(ds.train) + len(ds.val) == 72 and len(ds.test) == 36
+    assert any("emnist-byclass.mat" in n for n in ds.notes)
+    # upright, in the test split's own order, labels 0-35 only
+    assert np.array_equal(ds.test.images[..., 0], test_up[:36]) and ds.test.labels.tolist() == list(range(36))
+    x = np.concatenate([ds.train.images, ds.val.images])[..., 0]
+    keep = np.flatnonzero(labels < 36)
+    assert all(any(np.array_equal(img, up[k]) for k in keep) for img in x[:5])
+    assert x[0, 3, 22] == 250 and x[0, 22, 3] < 20
+    # dataset.path may name the .mat file itself; evaluation data too (its test part)
+    ds2 = load_dataset(cfg.model_copy(update={"path": str(tmp_path / "emnist-byclass.mat")}), (28, 28, 1))
+    assert np.array_equal(ds2.test.images, ds.test.images)
+    split, names = load_eval_split(str(tmp_path / "emnist-byclass.mat"), (28, 28, 1))
+    assert len(split) == 36 and names[35] == "Z"
+    split, _ = load_eval_split(str(tmp_path), (14, 14, 1))
+    assert split.images.shape == (36, 14, 14, 1)
+    # IDX files win when both are present
+    write_emnist(tmp_path, np.arange(36))
+    ds3 = load_dataset(cfg, (28, 28, 1))
+    assert ds3.test is None and "idx3" in ds3.notes[0]
+
+
+def test_emnist_mat_errors(tmp_path):
+    import scipy.io
+
+    bad = tmp_path / "emnist-byclass.mat"
+    bad.write_bytes(b"not a mat file at all" * 10)
+    cfg = DatasetConfig(name="emnist_byclass", path=str(tmp_path))
+    with pytest.raises(DataError, match="emnist-byclass.mat"):
+        load_dataset(cfg, (28, 28, 1))
+    scipy.io.savemat(str(bad), {"something": np.zeros(3)})
+    with pytest.raises(DataError, match="no 'dataset' struct"):
+        load_dataset(cfg, (28, 28, 1))
+    scipy.io.savemat(str(bad), {"dataset": {"train": {"images": np.zeros((3, 784), np.uint8),
+                                                      "labels": np.zeros((2, 1))}}})
+    with pytest.raises(DataError, match="count mismatch .*3 images and 2 labels"):
+        load_dataset(cfg, (28, 28, 1))
+
+
+# ---------------------------------------------------------------------------
+# generic train / validation / test folders, PlantVillage's 39 classes
+
+PLANTVILLAGE = [
+    "Apple___Apple_scab", "Apple___Black_rot", "Apple___Cedar_apple_rust", "Apple___healthy",
+    "Background_without_leaves", "Blueberry___healthy", "Cherry___Powdery_mildew", "Cherry___healthy",
+    "Corn___Cercospora_leaf_spot Gray_leaf_spot", "Corn___Common_rust", "Corn___Northern_Leaf_Blight",
+    "Corn___healthy", "Grape___Black_rot", "Grape___Esca_(Black_Measles)", "Grape___Leaf_blight_(Isariopsis_Leaf_Spot)",
+    "Grape___healthy", "Orange___Haunglongbing_(Citrus_greening)", "Peach___Bacterial_spot", "Peach___healthy",
+    "Pepper,_bell___Bacterial_spot", "Pepper,_bell___healthy", "Potato___Early_blight", "Potato___Late_blight",
+    "Potato___healthy", "Raspberry___healthy", "Soybean___healthy", "Squash___Powdery_mildew",
+    "Strawberry___Leaf_scorch", "Strawberry___healthy", "Tomato___Bacterial_spot", "Tomato___Early_blight",
+    "Tomato___Late_blight", "Tomato___Leaf_Mold", "Tomato___Septoria_leaf_spot",
+    "Tomato___Spider_mites Two-spotted_spider_mite", "Tomato___Target_Spot",
+    "Tomato___Tomato_Yellow_Leaf_Curl_Virus", "Tomato___Tomato_mosaic_virus", "Tomato___healthy",
+]
+
+
+def test_plantvillage_train_val_test_folders(tmp_path):
+    assert len(PLANTVILLAGE) == 39
+    shuffled = list(np.random.default_rng(0).permutation(PLANTVILLAGE))
+    for split, n in (("train", 3), ("val", 1), ("test", 1)):
+        for ci, cls in enumerate(shuffled):
+            for i in range(n):
+                # PlantVillage's files are upper-case .JPG; the class index is drawn into the pixels
+                path = tmp_path / split / cls / f"image ({i}).JPG"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((10, 12, 3), PLANTVILLAGE.index(cls) * 6, np.uint8)).save(path, quality=100)
+    cfg = DatasetConfig(name="folder", path=str(tmp_path / "train"), val_path=str(tmp_path / "val"),
+                        test_path=str(tmp_path / "test"))
+    ds = load_dataset(cfg, (8, 8, 3))
+    assert ds.class_names == sorted(PLANTVILLAGE) == PLANTVILLAGE
+    assert ds.class_names[4] == "Background_without_leaves"
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (117, 39, 39)
+    assert any("validation split from" in n for n in ds.notes)
+    for split in (ds.train, ds.val, ds.test):
+        assert np.bincount(split.labels, minlength=39).min() >= 1
+        x, y = split.to_numpy()
+        assert np.allclose(x.reshape(len(x), -1).mean(1), y * 6, atol=2)  # each image under its own class
+        assert all(Path(p).parent.name == ds.class_names[k] for p, k in zip(split.paths, y))
+    # val_path / test_path belong to folder datasets
+    with pytest.raises(DataError, match="val_path is only used by 'folder'"):
+        load_dataset(DatasetConfig(name="shapes", val_path=str(tmp_path)), (8, 8, 3))
+    # a validation folder with a class train does not have
+    (tmp_path / "val" / "Zucchini___healthy").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "val" / "Zucchini___healthy" / "a.png")
+    with pytest.raises(DataError, match="validation folder .* classes not in the training folder: Zucchini___healthy"):
+        load_dataset(cfg, (8, 8, 3))
+
+
+# ---------------------------------------------------------------------------
+# preprocessing: aspect modes, image kinds
+
+
+def _three_bands(h=20, w=40) -> np.ndarray:
+    x = np.zeros((h, w, 3), np.uint8)
+    x[:, : w // 4] = (255, 0, 0)
+    x[:, w // 4: 3 * w // 4] = (0, 255, 0)
+    x[:, 3 * w // 4:] = (0, 0, 255)
+    return x
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bicubic"])
+def test_aspect_modes(tmp_path, interpolation):
+    from mcuzoo.data import resize_images
+
+    src = _three_bands()  # 20 high, 40 wide
+    Image.fromarray(src).save(tmp_path / "wide.png")
+    Image.fromarray(src.transpose(1, 0, 2)).save(tmp_path / "tall.png")
+    out = {}
+    for aspect in ("fit", "crop", "pad"):
+        mem = resize_images(src[None], (10, 10, 3), interpolation, aspect)[0]
+        split = Split([0, 0], None, [str(tmp_path / "wide.png"), str(tmp_path / "tall.png")], (10, 10, 3),
+                      interpolation, aspect)
+        files, _ = split.to_numpy()
+        assert np.array_equal(files[0], mem)  # files and in-memory arrays are treated alike
+        out[aspect] = (mem.astype(int), files[1].astype(int))
+    fit, crop, pad = out["fit"][0], out["crop"][0], out["pad"][0]
+    # fit stretches: all three bands; crop keeps the centre square: green only
+    assert fit[5, 0, 0] > 200 and fit[5, 9, 2] > 200 and fit[5, 5, 1] > 200
+    assert (crop[..., 1] > 200).all() and (crop[..., [0, 2]] < 40).all()
+    # pad letterboxes: 10 wide x 5 high of content between black bars
+    assert (pad[:2] == 0).all() and (pad[8:] == 0).all() and pad[5, 0, 0] > 150 and pad[5, 9, 2] > 150
+    tall_pad, tall_crop = out["pad"][1], out["crop"][1]
+    assert (tall_pad[:, :2] == 0).all() and (tall_pad[:, 8:] == 0).all() and tall_pad[0, 5, 0] > 150
+    assert (tall_crop[..., 1] > 200).all()
+
+
+def test_aspect_in_load_dataset(tmp_path):
+    write_emnist(tmp_path, np.arange(36).repeat(2))
+    cfg = DatasetConfig(name="emnist_byclass", path=str(tmp_path))
+    ds = load_dataset(cfg, (28, 56, 1), aspect="pad")
+    assert ds.train.aspect == "pad" and (ds.train.images[:, :, :14] == 0).all()
+    assert ds.train.images[:, :, 14:42].max() == 250
+    crop = load_dataset(cfg, (56, 28, 1), aspect="crop")
+    assert crop.train.images.shape[1:] == (56, 28, 1) and crop.train.images[:, :, :2].max() > 100
+    with pytest.raises(DataError, match="aspect must be one of fit, crop, pad"):
+        load_dataset(cfg, (28, 28, 1), aspect="squash")
+    write_class_folders(tmp_path / "f", {"a": 2, "b": 2})
+    split, _ = load_eval_split(str(tmp_path / "f"), (9, 9, 3), aspect="crop", interpolation="area")
+    assert split.aspect == "crop" and split.interpolation == "area" and split.to_numpy()[0].shape == (4, 9, 9, 3)
+
+
+def _png16(path: Path, arr: np.ndarray) -> None:
+    """A 16-bit RGB PNG (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _decode_many(paths, shape, channels=3, interpolation="nearest") -> np.ndarray:
+    """Decode files through one pipeline (building a pipeline costs a trace: tests keep them few)."""
+    paths = [str(p) for p in paths]
+    return Split([0] * len(paths), None, paths, tuple(shape) + (channels,), interpolation).to_numpy()[0]
+
+
+def test_image_kinds(tmp_path):
+    from PIL import ImageOps
+
+    from mcuzoo.data.images import PIL_DECODE, inspect_file
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    cases = {}
+
+    def case(name, expected, pil):
+        cases[name] = (expected, pil)
+
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    case("palette.png", np.asarray(Image.open(tmp_path / "palette.png").convert("RGB")), False)
+    pal = Image.fromarray(rgb).convert("P")
+    pal.save(tmp_path / "palette_t.png", transparency=0)
+    idx = np.asarray(pal)
+    case("palette_t.png", np.where((idx == 0)[..., None], 0, np.asarray(pal.convert("RGB"))), True)
+    alpha = rng.integers(0, 256, (12, 20), dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "rgba.png")
+    case("rgba.png", np.rint(rgb * (alpha[..., None] / 255.0)).astype(np.uint8), True)
+    Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA").save(tmp_path / "la.png")
+    case("la.png", np.repeat(np.rint(rgb[..., :1] * (alpha[..., None] / 255.0)), 3, -1).astype(np.uint8), True)
+    g16 = rng.integers(0, 65536, (12, 20)).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode == "I;16"
+    case("gray16.png", np.repeat((g16 // 257).astype(np.uint8)[..., None], 3, -1), None)
+    c16 = rng.integers(0, 65536, (12, 20, 3)).astype(np.uint16)
+    _png16(tmp_path / "rgb16.png", c16)
+    case("rgb16.png", (c16 // 257).astype(np.uint8), None)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    case("cmyk.jpg", np.asarray(Image.open(tmp_path / "cmyk.jpg").convert("RGB")), True)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.bmp")  # TF ignores BMP palettes
+    case("palette.bmp", np.asarray(Image.open(tmp_path / "palette.bmp").convert("RGB")), True)
+    Image.fromarray(rgb).save(tmp_path / "rgb.bmp")
+    case("rgb.bmp", rgb, True)  # GIF and BMP go through PIL: TF refuses some files PIL reads
+    Image.fromarray(rgb).save(tmp_path / "x.tif")
+    case("x.tif", rgb, True)
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "gray.png")
+    case("gray.png", np.repeat(rgb[..., 1:2], 3, -1), False)
+    Image.fromarray(rgb).convert("1").save(tmp_path / "bilevel.png")
+    case("bilevel.png", np.asarray(Image.open(tmp_path / "bilevel.png").convert("RGB")), False)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.jpg", quality=100)
+    case("gray.jpg", None, False)
+
+    names = list(cases)
+    decoded = _decode_many([tmp_path / n for n in names], (12, 20))
+    for name, x in zip(names, decoded):
+        expected, pil = cases[name]
+        info = inspect_file(str(tmp_path / name))
+        assert info.error is None and (info.height, info.width) == (12, 20), name
+        if pil is not None:
+            assert (info.decode == PIL_DECODE) == pil, name
+        if expected is None:  # grayscale JPEG into RGB: three equal channels
+            assert (x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all()
+            continue
+        tol = 1 if name.endswith("16.png") else 0
+        assert np.abs(x.astype(int) - expected.astype(int)).max() <= tol, name
+    y = _decode_many([tmp_path / "gray.png", tmp_path / "rgb.bmp"], (12, 20), channels=1)
+    assert y.shape == (2, 12, 20, 1) and np.abs(y[0, ..., 0].astype(int) - rgb[..., 1]).max() <= 1
+
+    # EXIF orientation: all eight, PNG (lossless: exact) and JPEG (TF's IDCT differs slightly from PIL's)
+    asym = np.zeros((12, 20, 3), np.uint8)
+    asym[:3, :5] = 255
+    asym[6:, 15:, 1] = 200
+    by_shape: dict = {}
+    for o in range(1, 9):
+        for ext in ("png", "jpg"):
+            im = Image.fromarray(asym)
+            exif = im.getexif()
+            exif[0x0112] = o
+            path = tmp_path / f"orient{o}.{ext}"
+            im.save(path, exif=exif.tobytes(), **({"quality": 100} if ext == "jpg" else {}))
+            assert inspect_file(str(path)).decode == o
+            by_shape.setdefault((12, 20) if o < 5 else (20, 12), []).append((o, ext, path))
+    for shape, items in by_shape.items():
+        for (o, ext, path), x in zip(items, _decode_many([i[2] for i in items], shape)):
+            ref = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")).astype(int)
+            assert ref.shape[:2] == shape
+            assert np.abs(x.astype(int) - ref).max() <= (0 if ext == "png" else 16), (o, ext)
+            assert np.abs(x.astype(int) - ref).mean() <= (0 if ext == "png" else 2), (o, ext)
+    # EXIF orientation in a CMYK JPEG goes through PIL, orientation applied there
+    im = Image.fromarray(asym).convert("CMYK")
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "cmyk6.jpg", exif=exif.tobytes(), quality=100)
+    assert inspect_file(str(tmp_path / "cmyk6.jpg")).decode == PIL_DECODE
+    x = _decode_many([tmp_path / "cmyk6.jpg"], (20, 12))[0]
+    assert x[:5, -3:].mean() > 200  # the white corner moved to the top right
+
+    # odd sizes, every aspect mode
+    for h, w in ((1, 1), (3, 301), (301, 3), (7, 5)):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"odd{h}x{w}.png")
+    odd = sorted(str(p) for p in tmp_path.glob("odd*.png"))
+    for aspect in ("fit", "crop", "pad"):
+        x, _ = Split([0] * len(odd), None, odd, (16, 16, 3), "bilinear", aspect).to_numpy()
+        assert x.shape == (4, 16, 16, 3)
+
+
+def test_large_jpeg_scaled_decode(tmp_path):
+    """Big JPEGs are decoded at a DCT scale (1/2 .. 1/8) that still covers the target: close to a full decode."""
+    yy, xx = np.mgrid[0:600, 0:800]
+    img = np.dstack([xx * 255 // 800, yy * 255 // 600, (xx + yy) % 256 // 2]).astype(np.uint8)
+    img[200:400, 300:500] = (250, 30, 30)
+    Image.fromarray(img).save(tmp_path / "big.jpg", quality=95)
+    import tensorflow as tf
+
+    ref = tf.image.resize(np.asarray(Image.open(tmp_path / "big.jpg"), np.float32)[None], (50, 64), "area")[0].numpy()
+    x = _decode_many([tmp_path / "big.jpg"], (50, 64), interpolation="bilinear")[0]
+    assert np.abs(x.astype(float) - ref).mean() < 3
+    pad = Split([0], None, [str(tmp_path / "big.jpg")], (64, 64, 3), "bilinear", "pad").to_numpy()[0][0]
+    assert (pad[:8] == 0).all() and (pad[-8:] == 0).all() and pad[32, 32, 0] > 200
+
+
+# ---------------------------------------------------------------------------
+# streaming and caching
+
+
+def test_streaming_cache_and_numpy_gather(tmp_path, monkeypatch):
+    from mcuzoo.data import core
+
+    write_class_folders(tmp_path, {"a": 12, "b": 9})
+    ds = load_dataset(DatasetConfig(name="folder", path=str(tmp_path), validation_split=0.2), (10, 10, 3))
+    tr = ds.train
+    streamed = [(x.numpy(), y.numpy()) for x, y in tr.tf_dataset(5, shuffle=True, seed=4)]
+    # too small a budget: it keeps streaming
+    small = [(x.numpy(), y.numpy()) for x, y in tr.tf_dataset(5, shuffle=True, seed=4, cache=100)]
+    assert tr._decoded is None
+    cached = [(x.numpy(), y.numpy()) for x, y in tr.tf_dataset(5, shuffle=True, seed=4, cache=True)]
+    assert tr._decoded is not None and tr._decoded.images.shape == (len(tr), 10, 10, 3)
+    for a, b, c in zip(streamed, small, cached):  # the same batches, in the same order
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])
+    assert np.array_equal(tr.take(4, seed=2), Split(tr.labels, None, tr.paths, (10, 10, 3)).take(4, seed=2))
+
+    # large in-memory splits are gathered from numpy, batch by batch, not copied into the graph
+    mem = tr._decoded
+    const = [(x.numpy(), y.numpy()) for x, y in mem.tf_dataset(4, shuffle=True, seed=1)]
+    monkeypatch.setattr(core, "_CONSTANT_BYTES", 0)
+    fresh = Split(mem.labels, mem.images, None, mem.image_shape)
+    gathered = [(x.numpy(), y.numpy()) for x, y in fresh.tf_dataset(4, shuffle=True, seed=1)]
+    assert fresh._tensors is None
+    for a, b in zip(const, gathered):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_emnist_streams_only_kept_images(tmp_path):
+    """IDX images are read in one streaming pass into one buffer; train and val are views of it."""
+    labels = np.tile(np.arange(62), 5)
+    up = write_emnist(tmp_path, labels)
+    ds = load_dataset(DatasetConfig(name="emnist_byclass", path=str(tmp_path), max_per_class=3), (28, 28, 1))
+    assert ds.train.images.base is not None and ds.train.images.base is ds.val.images.base
+    from mcuzoo.data.emnist import IdxImages
+
+    src = IdxImages(tmp_path / "emnist-byclass-train-images-idx3-ubyte.gz")
+    idx = np.array([300, 5, 77, 5, 0])
+    assert np.array_equal(src.read(idx)[..., 0], up[idx])

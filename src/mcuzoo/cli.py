@@ -86,13 +86,13 @@ def cmd_evaluate(args) -> int:
         from .pipeline import eval_split
 
         cfg = load_config(args.data)
-        dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation)
+        dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
         split_name, split = eval_split(dataset)
         class_names = dataset.class_names
     else:
         split, class_names = load_eval_split(
             args.data, shape, class_names=info.class_names if info else None,
-            interpolation=info.interpolation if info else "bilinear",
+            interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
         )
     res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size)
     if args.json:
@@ -139,10 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     analysis_cli(sub)
     card_cli(sub)
     predict_cli(sub)
+    from .data.cli import register_cli as data_cli
     from .qreport import register_cli as quantize_cli
     from .zoo import register_cli as zoo_cli
 
     quantize_cli(sub)
+    data_cli(sub)
     zoo_cli(sub)
     return p
 

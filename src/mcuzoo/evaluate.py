@@ -34,6 +34,7 @@ class ModelInfo:
     model: str = ""
     dataset: str = ""
     interpolation: str = "bilinear"
+    aspect: str = "fit"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -53,6 +54,7 @@ def read_model_info(model_path: str | Path) -> ModelInfo | None:
             rescale=float(d["rescale"]), offset=float(d["offset"]),
             model=str(d.get("model", "")), dataset=str(d.get("dataset", "")),
             interpolation=str(d.get("interpolation", "bilinear")),
+            aspect=str(d.get("aspect", "fit")),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise ModelFileError(f"{p} is not a valid mcuzoo model_info.json") from None
@@ -88,10 +90,19 @@ def _keras_backend(path: Path, rescale: float, offset: float):
     _need_preprocessing(path, rescale)
 
     model = load_keras_model(path)
-    shape = tuple(int(d) for d in model.input_shape[1:])
+    try:
+        shape = tuple(int(d) for d in model.input_shape[1:])
+    except (TypeError, ValueError, AttributeError):  # None dimensions, several inputs
+        raise ModelFileError(f"{path}: the model has no single input of fixed shape "
+                             f"({getattr(model, 'input_shape', '?')})") from None
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(x.astype(np.float32) * rescale + offset, training=False))
+        try:
+            return np.asarray(model(x.astype(np.float32) * rescale + offset, training=False))
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model that loads but cannot run (TF and Keras error types)
+            raise ModelFileError(f"cannot run {path}: {_first_line(e)}") from None
 
     return shape, predict
 
@@ -99,15 +110,30 @@ def _keras_backend(path: Path, rescale: float, offset: float):
 def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
     from ai_edge_litert.interpreter import Interpreter
 
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from .analysis.graph import check_tflite_tensors, probe_tflite
+
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
+    probe_tflite(data, path)  # a model that crashes LiteRT is refused, not run here
     try:
-        interp = Interpreter(model_content=data, num_threads=None)
-    except (ValueError, RuntimeError) as e:
-        raise ModelFileError(f"cannot load {path}: {str(e).splitlines()[0][:200]}") from None
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
+        with captured_output():
+            # first without delegates, which only reads the file: refuse what would crash XNNPACK
+            plain = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            check_tflite_tensors(plain.get_tensor_details(), path)
+            del plain
+            interp = Interpreter(model_content=data, num_threads=None)
+            inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    except McuzooError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
+        raise ModelFileError(f"cannot load {path}: {_first_line(e)}") from None
+    if len(inputs) != 1 or not outputs:
+        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs: an image classifier "
+                             "has one input and one output")
+    inp, out = inputs[0], outputs[0]
     shape = tuple(int(d) for d in inp["shape"][1:])
     if inp["dtype"] != np.uint8:
         _need_preprocessing(path, rescale)
@@ -133,9 +159,12 @@ def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
             except (ValueError, RuntimeError) as e:
                 raise ModelFileError(f"cannot run {path}: {str(e).splitlines()[0][:200]}") from None
             state["batch"] = n
-        interp.set_tensor(inp["index"], to_input(x))
-        interp.invoke()
-        y = interp.get_tensor(out["index"])
+        try:
+            interp.set_tensor(inp["index"], to_input(x))
+            interp.invoke()
+            y = interp.get_tensor(out["index"])
+        except (ValueError, RuntimeError) as e:  # e.g. "Input tensor 6 lacks data", "Tensor data is null"
+            raise ModelFileError(f"cannot run {path}: {_first_line(e)}") from None
         if out["dtype"] in (np.int8, np.uint8):
             y = (y.astype(np.float32) - out_zp) * out_scale
         return y
@@ -160,6 +189,8 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
         _need_preprocessing(path, rescale)
 
     fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    if fixed_batch is not None and fixed_batch * max(1, math.prod(shape)) > MAX_INPUT_ELEMENTS:
+        raise ModelFileError(f"{path}: input {inp.name} has a fixed batch of {fixed_batch} images: too large")
 
     def run_one(feed: np.ndarray) -> np.ndarray:
         try:
@@ -182,6 +213,11 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
         return np.concatenate(outs)
 
     return shape, predict
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 #: Largest model input accepted, in elements of one image (H * W * C): 16384 x 16384 x 1, far above any

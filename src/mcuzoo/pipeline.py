@@ -43,7 +43,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         raise McuzooError("run needs a config or a run directory to resume")
     get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
     shape = tuple(cfg.model.input_shape)
-    dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation)
+    dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
     chief = is_chief(cfg)
     if not chief:  # a multi-worker helper: trains, writes nothing of the run
         import tempfile
@@ -63,11 +63,17 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             class_names=list(dataset.class_names), input_shape=shape,
             rescale=cfg.preprocessing.rescale, offset=cfg.preprocessing.offset,
             model=cfg.model.name, dataset=dataset.name, interpolation=cfg.preprocessing.interpolation,
+            aspect=cfg.preprocessing.aspect,
         )
         rundir.write_json(run_dir / rundir.MODEL_INFO, info.to_json())
+        if dataset.skipped_files:
+            rundir.write_text(run_dir / "skipped_files.txt", "\n".join(dataset.skipped_files) + "\n")
+            console.print(f"[yellow]note:[/] skipped {len(dataset.skipped_files)} unreadable files "
+                          f"(listed in {run_dir / 'skipped_files.txt'})")
         metrics: dict = {
             "model": cfg.model.name, "dataset": dataset.name, "input_shape": list(shape),
             "num_classes": len(dataset.class_names), "notes": list(dataset.notes),
+            "skipped_files": len(dataset.skipped_files),
         }
 
         float_path = run_dir / rundir.FLOAT_MODEL

@@ -49,7 +49,6 @@ from .errors import McuzooError, RunDirError
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
 MIN_DELTA_LR = 1e-4  # Keras ReduceLROnPlateau's default min_delta
-DECODE_BUDGET_BYTES = 1 << 30  # decode a file-based training split once when it fits in 1 GiB
 
 
 @dataclass
@@ -321,13 +320,13 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
                            state.seconds, replicas, state.stopped_early)
 
-    # Small file-based sets are decoded once and kept in memory; larger ones stream from disk each epoch.
-    train_split = dataset.train.decoded(max_bytes=DECODE_BUDGET_BYTES)
-    val_split = dataset.val.decoded(max_bytes=DECODE_BUDGET_BYTES // 4)
+    from .data import augment_fn
+
     pre = preprocess_fn(cfg.preprocessing.rescale, cfg.preprocessing.offset)
+    aug = augment_fn(cfg.augmentation, t.seed)  # training images only; None when every rate is 0
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    val_ds = val_split.tf_dataset(global_batch).map(pre).with_options(options)
+    val_ds = dataset.val.tf_dataset(global_batch, cache=True).map(pre).with_options(options)
     steps = max(1, math.ceil(len(dataset.train) / global_batch))
     show_bars = t.verbose and console.is_terminal and chief
     verb = "resuming" if state.epoch else "training"
@@ -343,7 +342,11 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
     while state.epoch < t.epochs and not state.stopped_early:
         epoch = state.epoch
         t0 = time.time()
-        train_ds = train_split.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch).map(pre).with_options(options)
+        # file-based splits are decoded once and cached in memory where they fit, else streamed
+        train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch, cache=True)
+        if aug is not None:
+            train_ds = train_ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+        train_ds = train_ds.map(pre).with_options(options)
         if t.distribution == "multi_worker":
             logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
         else:

@@ -1,6 +1,9 @@
 """Image-file datasets: class-per-folder (tf_flowers, PlantVillage) and Food-101.
 
-Only file lists are built here; images are decoded lazily by `Split.tf_dataset`.
+Only file lists are built here; files are checked by `images.index_files` and
+decoded lazily by `Split.tf_dataset`. Class names are the sorted folder names,
+whatever they are (PlantVillage's 39 classes include ``Background_without_leaves``:
+it is a class like any other).
 """
 from __future__ import annotations
 
@@ -31,8 +34,13 @@ def _class_dirs(root: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def scan_class_folders(root: str | Path, what: str = "dataset") -> tuple[list[str], list[str], np.ndarray]:
-    """(class names, paths, labels) of a class-per-folder tree: class names are the sorted subfolders."""
+def scan_class_folders(root: str | Path, what: str = "dataset",
+                       allow_empty: bool = False) -> tuple[list[str], list[str], np.ndarray]:
+    """(class names, paths, labels) of a class-per-folder tree: class names are the sorted subfolders.
+
+    A class folder without image files raises DataError, unless ``allow_empty``:
+    then it is left out (no class; see `empty_class_folders`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{what} folder not found: {root}")
@@ -42,14 +50,23 @@ def scan_class_folders(root: str | Path, what: str = "dataset") -> tuple[list[st
         hint = f" ({n_loose} images lie directly in it; put them in one folder per class)" if n_loose else ""
         raise DataError(f"{what} folder {root} has no class subfolders{hint}")
     names, paths, labels = [], [], []
-    for i, d in enumerate(classes):
+    for d in classes:
         files = _images_under(d)
         if not files:
+            if allow_empty:
+                continue
             raise DataError(f"class folder {d} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        labels += [len(names)] * len(files)
         names.append(d.name)
         paths += files
-        labels += [i] * len(files)
+    if not names:
+        raise DataError(f"{what} folder {root}: no class folder holds images ({', '.join(IMAGE_EXTENSIONS)})")
     return names, paths, np.asarray(labels, dtype=np.int32)
+
+
+def empty_class_folders(root: str | Path) -> list[str]:
+    """Class folders of ``root`` that hold no image files."""
+    return [str(d) for d in _class_dirs(Path(root)) if not _images_under(d)]
 
 
 def is_food101(root: Path) -> bool:
@@ -76,8 +93,13 @@ def food101_classes(root: str | Path) -> list[str]:
     return names
 
 
-def food101_split(root: str | Path, split: str, class_names: list[str]) -> tuple[list[str], np.ndarray]:
-    """(paths, labels) of meta/<split>.txt; every listed image must exist."""
+def food101_split(root: str | Path, split: str, class_names: list[str],
+                  missing: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """(paths, labels) of meta/<split>.txt; every listed image must exist.
+
+    With a ``missing`` list, listed images that do not exist are left out and
+    appended to it as "path: reason" instead of raising.
+    """
     root = Path(root)
     meta = root / "meta" / f"{split}.txt"
     index = {name: i for i, name in enumerate(class_names)}
@@ -93,13 +115,20 @@ def food101_split(root: str | Path, split: str, class_names: list[str]) -> tuple
         raise DataError(f"Food-101 meta file {meta} lists no images")
     # one directory listing per class instead of a stat per image
     listed: dict[str, set[str]] = {}
-    for p in paths:
+    keep = []
+    for i, p in enumerate(paths):
         d, f = os.path.split(p)
         if d not in listed:
             try:
                 listed[d] = set(os.listdir(d))
             except OSError:
-                raise DataError(f"Food-101 image folder not found: {d} (listed in {meta})") from None
-        if f not in listed[d]:
+                if missing is None:
+                    raise DataError(f"Food-101 image folder not found: {d} (listed in {meta})") from None
+                listed[d] = set()
+        if f in listed[d]:
+            keep.append(i)
+        elif missing is None:
             raise DataError(f"Food-101 image not found: {p} (listed in {meta})")
-    return paths, np.asarray(labels, dtype=np.int32)
+        else:
+            missing.append(f"{p}: file not found (listed in {meta})")
+    return [paths[i] for i in keep], np.asarray(labels, dtype=np.int32)[keep]

@@ -1,0 +1,223 @@
+"""Training-time augmentation on uint8 batches, in TF ops, deterministic for a seed.
+
+    aug = augment_fn(cfg.augmentation, seed)          # None when every rate is 0
+    ds = split.tf_dataset(batch, shuffle=True, seed=s)
+    if aug is not None:
+        ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)   # before preprocessing
+    ds = ds.map(preprocess)
+
+Each kind of augmentation applies to each image independently with its own
+probability ``rate``, in this order: flip; one affine warp combining rotation,
+translation, zoom and shear (``fill_mode`` for the uncovered pixels); brightness,
+contrast, gamma; hue and saturation (RGB images only: skipped for grayscale);
+blur; gaussian noise; random erasing. Pixels are computed in float32 and
+rounded back to uint8.
+
+Randomness: only stateless random ops (``tf.random.stateless_*``), with a
+per-batch key derived from ``seed`` and
+
+- the batch's content: ``ds.map(aug)`` on (images, labels) batches folds a
+  fingerprint (farmhash64) of the batch's pixels and labels into ``seed``. The
+  same batch therefore always gets the same augmentation, whatever the thread
+  that runs it (``num_parallel_calls`` is safe), and since train.py shuffles
+  every epoch with its own seed, each epoch's batches (and their
+  augmentations) differ. Nothing is stateful, so a resumed run augments
+  exactly like an uninterrupted one;
+- or a batch counter: ``ds.enumerate().map(aug)`` (elements ``(i, (images,
+  labels))``) folds ``i`` into ``seed`` instead. Pass a seed that changes per
+  epoch (e.g. ``seed * 1000 + epoch``), since the counter restarts at 0.
+
+Within a batch, every image draws its own parameters from the batch key.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+from ..config import AugmentationConfig
+
+_KINDS = ("flip", "rotation", "translation", "zoom", "shear", "contrast", "brightness", "gamma", "hue",
+          "saturation", "noise", "blur", "erasing")
+
+
+def active(cfg: AugmentationConfig) -> list[str]:
+    """Names of the augmentations with a rate above 0."""
+    return [k for k in _KINDS if getattr(cfg, k).rate > 0
+            and not (k == "flip" and not (cfg.flip.horizontal or cfg.flip.vertical))]
+
+
+def augment_fn(aug_cfg: AugmentationConfig, seed: int) -> Optional[Callable]:
+    """A tf.data map function (images uint8 (B,H,W,C), labels) -> (augmented uint8 images, labels),
+    or None when no augmentation is on. See the module docstring for how it is seeded."""
+    if aug_cfg is None or not active(aug_cfg):
+        return None
+    return Augmenter(aug_cfg, seed)
+
+
+class Augmenter:
+    """The callable `augment_fn` returns; ``apply(images, key)`` is the augmentation itself."""
+
+    def __init__(self, cfg: AugmentationConfig, seed: int):
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.kinds = active(cfg)
+
+    def __repr__(self) -> str:
+        return f"Augmenter({', '.join(self.kinds)}; seed {self.seed})"
+
+    def _base(self):
+        import tensorflow as tf
+
+        s = self.seed & 0xFFFFFFFFFFFFFFFF
+        return tf.constant([s & 0x7FFFFFFF, (s >> 31) & 0x7FFFFFFF], dtype=tf.int64)
+
+    def __call__(self, *args):
+        import tensorflow as tf
+
+        fold = tf.random.experimental.stateless_fold_in
+        if len(args) == 2 and isinstance(args[1], (tuple, list)):  # Dataset.enumerate(): (i, (images, labels))
+            step, (images, labels) = args[0], tuple(args[1])
+            key = fold(self._base(), tf.cast(step, tf.int64))
+            return self.apply(images, key), labels
+        images, labels = args
+        fp_x = tf.bitcast(tf.fingerprint(tf.reshape(images, [1, -1]))[0], tf.int64)
+        fp_y = tf.bitcast(tf.fingerprint(tf.reshape(tf.cast(labels, tf.int64), [1, -1]))[0], tf.int64)
+        key = fold(fold(self._base(), fp_x), fp_y)
+        return self.apply(images, key), labels
+
+    # ------------------------------------------------------------------
+
+    def apply(self, images, key):
+        """uint8 (B,H,W,C) -> uint8 (B,H,W,C), every random draw a stateless function of ``key``."""
+        import tensorflow as tf
+
+        cfg = self.cfg
+        shape = images.shape
+        if shape.rank != 4 or not shape[1:].is_fully_defined():
+            raise ValueError(f"augmentation needs batches of known (H, W, C), got {shape}")
+        H, W, C = int(shape[1]), int(shape[2]), int(shape[3])
+        B = tf.shape(images)[0]
+        fold = tf.random.experimental.stateless_fold_in
+
+        def uniform(i, lo=0.0, hi=1.0):
+            return tf.random.stateless_uniform([B], seed=fold(key, i), minval=lo, maxval=hi)
+
+        def chosen(i, rate):
+            return uniform(100 + i) < rate
+
+        def per_image(v):
+            return tf.reshape(v, [-1, 1, 1, 1])
+
+        # -- flip (on uint8: a quarter of the memory traffic)
+        x = images
+        if cfg.flip.rate > 0:
+            if cfg.flip.horizontal:
+                x = tf.where(per_image(chosen(1, cfg.flip.rate)), tf.reverse(x, [2]), x)
+            if cfg.flip.vertical:
+                x = tf.where(per_image(chosen(2, cfg.flip.rate)), tf.reverse(x, [1]), x)
+        x = tf.cast(x, tf.float32)
+
+        # -- one affine warp for rotation, translation, zoom, shear
+        if any(getattr(cfg, k).rate > 0 for k in ("rotation", "translation", "zoom", "shear")):
+            zero, one = tf.zeros([B]), tf.ones([B])
+            theta = zero
+            if cfg.rotation.rate > 0:
+                d = cfg.rotation.max_degrees * math.pi / 180
+                theta = tf.where(chosen(3, cfg.rotation.rate), uniform(3, -d, d), zero)
+            tx = ty = zero
+            if cfg.translation.rate > 0:
+                f = cfg.translation.max_fraction
+                on = chosen(4, cfg.translation.rate)
+                tx = tf.where(on, uniform(4, -f, f) * W, zero)
+                ty = tf.where(on, uniform(5, -f, f) * H, zero)
+            scale = one
+            if cfg.zoom.rate > 0:
+                lo, hi = math.log(cfg.zoom.min_scale), math.log(cfg.zoom.max_scale)
+                scale = tf.where(chosen(5, cfg.zoom.rate), tf.exp(uniform(6, lo, hi)) if hi > lo
+                                 else one * cfg.zoom.min_scale, one)
+            shear = zero
+            if cfg.shear.rate > 0:
+                d = cfg.shear.max_degrees * math.pi / 180
+                shear = tf.where(chosen(6, cfg.shear.rate), tf.tan(uniform(7, -d, d)), zero)
+            # output = A (input - c) + c + t with A = rotation . shear . zoom; the op wants input = M output + m
+            c, s = tf.cos(theta), tf.sin(theta)
+            m00, m01 = (c + shear * s) / scale, (s - shear * c) / scale
+            m10, m11 = -s / scale, c / scale
+            cx, cy = (W - 1) / 2.0, (H - 1) / 2.0
+            a2 = cx - (m00 * (cx + tx) + m01 * (cy + ty))
+            b2 = cy - (m10 * (cx + tx) + m11 * (cy + ty))
+            transforms = tf.stack([m00, m01, a2, m10, m11, b2, zero, zero], axis=1)
+            x = tf.raw_ops.ImageProjectiveTransformV3(
+                images=x, transforms=transforms, output_shape=tf.constant([H, W], tf.int32),
+                fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=cfg.fill_mode.upper())
+
+        # -- colour
+        if cfg.brightness.rate > 0:
+            d = cfg.brightness.max_delta * 255.0
+            x = tf.clip_by_value(x + per_image(tf.where(chosen(8, cfg.brightness.rate), uniform(8, -d, d), 0.0)),
+                                 0.0, 255.0)
+        if cfg.contrast.rate > 0:
+            f = tf.where(chosen(9, cfg.contrast.rate),
+                         uniform(9, cfg.contrast.min_factor, cfg.contrast.max_factor), 1.0)
+            mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            x = tf.clip_by_value((x - mean) * per_image(f) + mean, 0.0, 255.0)
+        if cfg.gamma.rate > 0:
+            lo, hi = math.log(cfg.gamma.min_gamma), math.log(cfg.gamma.max_gamma)
+            g = tf.where(chosen(10, cfg.gamma.rate), tf.exp(uniform(10, lo, hi)) if hi > lo
+                         else tf.fill([B], cfg.gamma.min_gamma), 1.0)
+            x = 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, per_image(g))
+        if C == 3 and (cfg.hue.rate > 0 or cfg.saturation.rate > 0):
+            hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
+            h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+            if cfg.hue.rate > 0:
+                d = cfg.hue.max_delta
+                dh = tf.where(chosen(11, cfg.hue.rate), uniform(11, -d, d), 0.0)
+                h = tf.math.floormod(h + tf.reshape(dh, [-1, 1, 1]), 1.0)
+            if cfg.saturation.rate > 0:
+                f = tf.where(chosen(12, cfg.saturation.rate),
+                             uniform(12, cfg.saturation.min_factor, cfg.saturation.max_factor), 1.0)
+                s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
+            x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
+
+        # -- blur: a separable gaussian per image (sigma 0 = identity), as a depthwise convolution
+        # over the batch folded into channels, so that every image has its own kernel
+        if cfg.blur.rate > 0:
+            smax = cfg.blur.max_sigma
+            r = max(1, min(int(math.ceil(3 * smax)), H, W))
+            sigma = tf.where(chosen(13, cfg.blur.rate), uniform(13, min(0.3, smax), smax), 0.0)
+            taps = tf.range(-r, r + 1, dtype=tf.float32)
+            k = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None] + 1e-6))
+            k = tf.transpose(tf.repeat(k / tf.reduce_sum(k, axis=1, keepdims=True), C, axis=0))  # (taps, B*C)
+            z = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, H, W, -1])
+            z = tf.pad(z, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
+            z = tf.nn.depthwise_conv2d(z, k[None, :, :, None], [1, 1, 1, 1], "VALID")
+            z = tf.nn.depthwise_conv2d(z, k[:, None, :, None], [1, 1, 1, 1], "VALID")
+            x = tf.transpose(tf.reshape(z, [H, W, -1, C]), [2, 0, 1, 3])
+
+        # -- gaussian noise
+        if cfg.noise.rate > 0:
+            std = tf.where(chosen(14, cfg.noise.rate), uniform(14, 0.0, cfg.noise.max_stddev), 0.0)
+            x = x + per_image(std) * tf.random.stateless_normal(tf.shape(x), seed=fold(key, 214))
+
+        # -- random erasing: one rectangle per chosen image
+        if cfg.erasing.rate > 0:
+            e = cfg.erasing
+            area = uniform(15, e.min_area, e.max_area) * float(H * W)
+            la = math.log(e.max_aspect)
+            ratio = tf.exp(uniform(16, -la, la)) if la > 0 else tf.ones([B])
+            eh = tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, float(H))
+            ew = tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, float(W))
+            y0 = tf.floor(uniform(17) * (H - eh + 1.0))
+            x0 = tf.floor(uniform(18) * (W - ew + 1.0))
+            rows = tf.range(H, dtype=tf.float32)[None, :, None]
+            cols = tf.range(W, dtype=tf.float32)[None, None, :]
+            col = lambda v: tf.reshape(v, [-1, 1, 1])  # noqa: E731
+            inside = ((rows >= col(y0)) & (rows < col(y0 + eh)) & (cols >= col(x0)) & (cols < col(x0 + ew))
+                      & col(chosen(15, e.rate)))
+            fill = (tf.random.stateless_uniform(tf.shape(x), seed=fold(key, 215), maxval=255.0)
+                    if e.fill == "noise" else tf.zeros_like(x))
+            x = tf.where(inside[..., None], fill, x)
+
+        out = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
+        out.set_shape(images.shape)
+        return out
