@@ -27,6 +27,9 @@ def trained(tmp_path_factory):
     cfg = load_config(None, ["name=q", "dataset.samples_per_class=20", "quantization.calibration_samples=64",
                              f"output_dir={run.parent}"])
     ds = load_dataset(cfg.dataset, (28, 28, 1))
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # the same fixture model whatever ran before
     keras.utils.set_random_seed(0)
     model = build_model("st_mnist_v1", (28, 28, 1), ds.num_classes)
     for layer in model.layers:  # few steps: let BatchNorm statistics follow the weights
@@ -34,7 +37,7 @@ def trained(tmp_path_factory):
             layer.momentum = 0.5
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     x, y = ds.train.to_numpy()
-    model.fit(x.astype(np.float32) * RESCALE + OFFSET, y, batch_size=32, epochs=15, verbose=0)
+    model.fit(x.astype(np.float32) * RESCALE + OFFSET, y, batch_size=32, epochs=30, verbose=0)
     model.save(run / rundir.FLOAT_MODEL)
     calib = ds.train.take(64, seed=0)
     quantize_tflite(model, calib, run / rundir.INT8_TFLITE, RESCALE, OFFSET)

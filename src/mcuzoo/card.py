@@ -260,6 +260,9 @@ def tflite_io(path: Path) -> dict | None:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
+        from .analysis.graph import probe_tflite
+
+        probe_tflite(path.read_bytes(), path)  # a model that crashes LiteRT: not measured, no crash here
         with captured_output():
             it = Interpreter(model_path=str(path))
         inp, out = it.get_input_details()[0], it.get_output_details()[0]

@@ -122,8 +122,13 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
     from .data.core import resize_images
 
     path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit (None: no limit)
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            width, height = im.size
+            if limit and width * height > limit:  # Pillow only warns below twice its limit: refuse before decoding
+                raise DataError(f"{path} is too large to decode ({width}x{height} pixels, "
+                                f"more than the {limit:,} of PIL.Image.MAX_IMAGE_PIXELS)")
             im.load()  # decode now: a truncated file fails here, not later
             try:
                 im = ImageOps.exif_transpose(im)
@@ -132,7 +137,9 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
             pixels = _to_8bit(im)
     except UnidentifiedImageError:
         raise DataError(f"{path} is not an image file Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path} is too large to decode ({str(e).strip().splitlines()[0][:160]})") from None
+    except (OSError, ValueError, SyntaxError) as e:
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DataError(f"{path} is not a readable image ({msg})") from None
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:

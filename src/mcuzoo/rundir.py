@@ -98,34 +98,64 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _folder_mutex(folder: Path) -> Iterator[None]:
+    """Serialize lock checks between processes: an exclusive ``flock`` on the folder itself.
+
+    Held for microseconds (check the lock file, take over a stale one, write ours), so two
+    processes can never both find the lock free or both take over the same stale lock. The
+    kernel drops it when the holder dies. Without ``fcntl`` (not POSIX) there is no mutex.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
 class RunLock:
     """Exclusive hold on a run directory; a second holder is refused with a clear message."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
 
+    def _holder(self) -> int:
+        try:
+            return int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
     def acquire(self) -> "RunLock":
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise RunDirError(f"cannot lock run directory {folder}: not a folder")
+        try:
+            with _folder_mutex(folder):
+                pid = self._holder() if self.path.exists() else 0
                 if pid and pid != os.getpid() and _pid_alive(pid):
-                    raise RunDirError(
-                        f"run directory {self.path.parent} is in use by another mcuzoo process (pid {pid})"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale lock of a dead process
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            return self
-        raise RunDirError(f"could not lock run directory {self.path.parent}")
+                    raise RunDirError(f"run directory {folder} is in use by another mcuzoo process (pid {pid})")
+                # free, stale (its holder is dead) or ours: write our PID under a temp name, rename it in place
+                fd, tmp = tempfile.mkstemp(prefix=".lock.", suffix=".tmp", dir=folder)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(str(os.getpid()))
+                os.replace(tmp, self.path)
+        except OSError as e:
+            raise RunDirError(f"cannot lock run directory {folder}: {e.strerror or e}") from None
+        return self
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            with _folder_mutex(self.path.parent):
+                if self._holder() in (os.getpid(), 0):  # never remove a lock another process took over
+                    self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
