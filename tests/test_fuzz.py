@@ -1015,7 +1015,6 @@ def all_seeds(worker: Worker, d: Path) -> dict[str, bytes]:
 KNOWN_BUGS: list[tuple[str, str, str]] = [
     # (target, exception type, prefix of the mcuzoo file:line where it escapes); each has a strict xfail
     # regression test below, so fixing the bug fails that test until its entry here is removed too
-    ("food101", "ValueError", "data/folders.py"),  # os.listdir of a meta line's folder holding a NUL byte
 ]
 
 
@@ -1041,7 +1040,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mcuzoo.errors import ConfigError, DataError  # noqa: E402
+from mcuzoo.errors import DataError  # noqa: E402
 
 
 def fuzz_settings(n: int, deadline_s: float | None = None):
@@ -1324,8 +1323,6 @@ def test_folder_loader_never_accepts_a_file_tf_cannot_decode(worker, images, cas
     assert out["kind"] in ("ok", "error"), describe(out)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in data/folders.py: os.listdir of a meta line's folder with a NUL byte "
-                                       "raises ValueError (only OSError is caught)")
 def test_food101_meta_line_with_a_nul_byte_is_a_data_error(tmp_path, images):
     """food101_split lists the folder of every meta line; a NUL byte in it raised ValueError ("embedded
     null byte"). Fix (data/folders.py, food101_split): catch ValueError with OSError there, or refuse

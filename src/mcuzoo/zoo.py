@@ -43,7 +43,8 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     res = f"{h}" if h == w else f"{h}x{w}"
     dest = Path(zoo_dir) / metrics["model"] / f"{_dataset_label(run_dir, metrics)}_{res}"
     dest.mkdir(parents=True, exist_ok=True)
-    names = list(PUBLISHED) + sorted(p.name for p in run_dir.glob("*.onnx"))
+    # not the leftover temp files of an interrupted write (".model.abcd.tmp.onnx")
+    names = list(PUBLISHED) + sorted(p.name for p in run_dir.glob("*.onnx") if not p.name.startswith("."))
     for name in names:
         src = run_dir / name
         if src.is_file():

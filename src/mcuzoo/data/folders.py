@@ -121,7 +121,7 @@ def food101_split(root: str | Path, split: str, class_names: list[str],
         if d not in listed:
             try:
                 listed[d] = set(os.listdir(d))
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a NUL byte in a meta line
                 if missing is None:
                     raise DataError(f"Food-101 image folder not found: {d} (listed in {meta})") from None
                 listed[d] = set()
