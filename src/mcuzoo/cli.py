@@ -83,11 +83,10 @@ def cmd_evaluate(args) -> int:
     if str(args.data).endswith((".yaml", ".yml")):  # a run's config: the very split that run evaluated
         from .config import load_config
         from .data import load_dataset
-        from .pipeline import eval_split
 
         cfg = load_config(args.data)
         dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
-        split_name, split = eval_split(dataset)
+        split = dataset.eval_split
         class_names = dataset.class_names
     else:
         split, class_names = load_eval_split(

@@ -14,13 +14,6 @@ from .console import console
 from .errors import McuzooError
 
 
-def eval_split(dataset):
-    """(name, split) that a run evaluates on: the test split, else the validation split."""
-    if dataset.test is not None and len(dataset.test):
-        return "test", dataset.test
-    return "validation", dataset.val
-
-
 def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> Path:
     """Run the configured stages; return the run directory.
 
@@ -28,7 +21,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     (its saved config.yaml, with ``overrides`` applied, e.g. more epochs).
     """
     from .config import load_config
-    from .data import load_dataset
+    from .data import load_run_dataset
     from .evaluate import ModelInfo, evaluate_model
     from .models import get_model_spec
     from .train import is_chief
@@ -43,7 +36,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         raise McuzooError("run needs a config or a run directory to resume")
     get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
     shape = tuple(cfg.model.input_shape)
-    dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
+    dataset = load_run_dataset(cfg)
     chief = is_chief(cfg)
     if not chief:  # a multi-worker helper: trains, writes nothing of the run
         import tempfile
@@ -101,7 +94,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             )
             from .qreport import merge_extras, run_quant_extras
 
-            merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=eval_split(dataset)[1]))
+            merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split))
             metrics["quantization"] = {
                 "file": int8_path.name, "per_channel": cfg.quantization.per_channel,
                 "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,
@@ -109,7 +102,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 "seconds": round(time.time() - t0, 1),
             }
         if "evaluate" in cfg.stages:
-            split_name, split = eval_split(dataset)
+            split_name, split = dataset.eval_split_name, dataset.eval_split
             if split_name != "test":
                 console.print("[yellow]note:[/] no test split: evaluating on the validation split")
             metrics["evaluation_split"] = split_name

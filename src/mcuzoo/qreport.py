@@ -549,19 +549,6 @@ def merge_extras(metrics: dict, extras: dict) -> dict:
     return metrics
 
 
-def load_run_dataset(cfg):
-    """The run's dataset, split and preprocessed as when it was trained."""
-    import inspect
-
-    from .data import load_dataset
-
-    kwargs = {}
-    aspect = getattr(cfg.preprocessing, "aspect", None)
-    if aspect is not None and "aspect" in inspect.signature(load_dataset).parameters:
-        kwargs["aspect"] = aspect
-    return load_dataset(cfg.dataset, tuple(cfg.model.input_shape), cfg.preprocessing.interpolation, **kwargs)
-
-
 def cmd_quantize(args) -> int:
     from .config import load_config
 
@@ -581,11 +568,11 @@ def cmd_quantize(args) -> int:
         "onnx_opset": args.opset, "mixed_tolerance": args.tolerance, "mixed_max_evals": args.max_evals,
         "report_images": args.report_images,
     }
-    from .pipeline import eval_split
+    from .data import load_run_dataset
 
     with rundir.RunLock(run_dir):
         dataset = load_run_dataset(cfg)
-        split_name, split = eval_split(dataset)
+        split_name, split = dataset.eval_split_name, dataset.eval_split
         res = run_quant_extras(cfg, dataset, run_dir, eval_split=split, options=options, **do)
         metrics_path = run_dir / rundir.METRICS
         if metrics_path.is_file():  # the run's figures gain the new models' (the card reads them there)

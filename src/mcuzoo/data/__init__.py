@@ -10,7 +10,7 @@ augmentation as a tf.data map function; ``mcuzoo data info|preview`` lives in
 """
 from .augment import augment_fn
 from .core import Dataset, Split, fit_images, resize_images, to_channels
-from .loading import load_dataset, load_eval_split
+from .loading import load_dataset, load_eval_split, load_run_dataset
 
-__all__ = ["Dataset", "Split", "augment_fn", "fit_images", "load_dataset", "load_eval_split", "resize_images",
+__all__ = ["Dataset", "Split", "augment_fn", "fit_images", "load_dataset", "load_eval_split", "load_run_dataset", "resize_images",
            "to_channels"]

@@ -36,12 +36,10 @@ def register_cli(subparsers) -> None:
 
 def _load(args):
     from ..config import load_config
-    from .loading import load_dataset
+    from .loading import load_run_dataset
 
     cfg = load_config(args.args[0], args.args[1:])
-    p = cfg.preprocessing
-    dataset = load_dataset(cfg.dataset, tuple(cfg.model.input_shape), p.interpolation, p.aspect)
-    return cfg, dataset
+    return cfg, load_run_dataset(cfg)
 
 
 def _sizes(split) -> list[str]:

@@ -432,8 +432,13 @@ class Dataset:
 
     @property
     def eval_split(self) -> Split:
-        """The test split, or validation when there is none."""
-        return self.test if self.test is not None else self.val
+        """The split a run evaluates on: the test split, or validation when there is none (or it is empty)."""
+        return self.test if self.test is not None and len(self.test) else self.val
+
+    @property
+    def eval_split_name(self) -> str:
+        """'test' or 'validation': the name of :attr:`eval_split`."""
+        return "test" if self.eval_split is self.test else "validation"
 
     def summary(self) -> str:
         parts = [f"{self.name}: {self.num_classes} classes", f"train {len(self.train)}", f"val {len(self.val)}"]

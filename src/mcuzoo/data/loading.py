@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..config import DatasetConfig
+from ..config import Config, DatasetConfig
 from ..errors import DataError
 from . import builtin, emnist, folders
 from .core import Dataset, Split, _check_aspect, _check_interpolation, _check_shape, resize_images
@@ -229,6 +229,12 @@ def _class_folder_pool(path: Path, what: str, names: list[str] | None, skip: boo
         remap = np.array([names.index(n) for n in fnames], dtype=np.int32)
         labels = remap[labels]
     return fnames, _index(paths, labels, skip, f"{what} {path}", skipped)
+
+
+def load_run_dataset(cfg: Config) -> Dataset:
+    """The dataset of a run's config, at its model's input shape and with its preprocessing."""
+    p = cfg.preprocessing
+    return load_dataset(cfg.dataset, tuple(cfg.model.input_shape), p.interpolation, aspect=p.aspect)
 
 
 def load_dataset(cfg: DatasetConfig, image_shape: tuple[int, int, int], interpolation: str = "bilinear",
