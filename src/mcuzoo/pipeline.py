@@ -123,9 +123,8 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             target = int8_path if int8_path.is_file() else float_path
             if not target.is_file():
                 raise McuzooError(f"analyze stage needs {int8_path} or {float_path}")
-            a = analyze(target, plot=run_dir / "memory_timeline.png")
-            rundir.write_json(run_dir / rundir.ANALYSIS, a.to_json())
-            aj = a.to_json()
+            aj = analyze(target, plot=run_dir / "memory_timeline.png").to_json()
+            rundir.write_json(run_dir / rundir.ANALYSIS, aj)
             console.print(
                 f"analysis of {target.name}: weights flash {aj['weights_bytes'] / 1024:.2f} KiB, activation RAM "
                 f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena), {aj['macs']:,} MACs; "
