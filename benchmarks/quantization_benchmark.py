@@ -61,7 +61,8 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.evaluate import evaluate_model, read_model_info
     from mcuzoo.mixed import search_mixed
     from mcuzoo.onnx_qdq import Calibration, export_qdq, weights_flash
-    from mcuzoo.qreport import load_run_dataset, tflite_weights_flash
+    from mcuzoo.data import load_run_dataset
+    from mcuzoo.qreport import tflite_weights_flash
 
     cfg = load_config(run_dir / rundir.CONFIG)
     float_path = run_dir / rundir.FLOAT_MODEL

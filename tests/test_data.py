@@ -340,6 +340,28 @@ def test_food101_errors(tmp_path, problem):
         load_dataset(DatasetConfig(name="food101", path=str(tmp_path)), (16, 16, 3))
 
 
+@pytest.mark.parametrize("line", ["baklava/../../outside", "baklava/..", "baklava/sub/img", "baklava/"])
+def test_food101_meta_lines_cannot_leave_the_image_folder(tmp_path, line):
+    write_food101(tmp_path, n_test=0)
+    # a real image outside the dataset that a '..' line would otherwise reach
+    outside = tmp_path.parent / "outside.jpg"
+    first = next((tmp_path / "images" / "baklava").iterdir())
+    outside.write_bytes(first.read_bytes())
+    with open(tmp_path / "meta" / "train.txt", "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(DataError, match="not of the form <class>/<image id>"):
+        load_dataset(DatasetConfig(name="food101", path=str(tmp_path)), (16, 16, 3))
+
+
+@pytest.mark.parametrize("name", ["..", "a/b"])
+def test_food101_class_names_must_be_folder_names(tmp_path, name):
+    write_food101(tmp_path, n_test=0)
+    with open(tmp_path / "meta" / "classes.txt", "a") as f:
+        f.write(name + "\n")
+    with pytest.raises(DataError, match="not a folder name"):
+        load_dataset(DatasetConfig(name="food101", path=str(tmp_path)), (16, 16, 3))
+
+
 # ---------------------------------------------------------------------------
 # evaluation data
 

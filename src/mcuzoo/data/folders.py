@@ -90,6 +90,9 @@ def food101_classes(root: str | Path) -> list[str]:
         raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists no classes")
     if len(set(names)) != len(names):
         raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists a class twice")
+    bad = next((n for n in names if n in (".", "..") or "/" in n or "\\" in n), None)
+    if bad is not None:
+        raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} names '{bad}', which is not a folder name")
     return names
 
 
@@ -105,7 +108,10 @@ def food101_split(root: str | Path, split: str, class_names: list[str],
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels = [], []
     for line in _read_lines(meta):
-        cls, _, _ = line.partition("/")
+        cls, _, name = line.partition("/")
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            # exactly <class>/<id>: nothing may point outside images/<class>/
+            raise DataError(f"Food-101 {meta} line '{line}' is not of the form <class>/<image id>")
         if cls not in index:
             raise DataError(f"Food-101 {meta} lists '{line}' of class '{cls}', which meta/classes.txt does not name")
         path = root / "images" / (line if line.lower().endswith(IMAGE_EXTENSIONS) else line + ".jpg")
