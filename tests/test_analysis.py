@@ -209,6 +209,7 @@ def test_tflite_memory_plan_and_json(mnist, tmp_path):
     fit = d["boards"]["STM32H747"]
     assert {"fits", "ram_headroom_bytes", "flash_headroom_bytes", "latency_ms_estimate"} <= set(fit)
     assert d["host_latency_ms"] is not None and d["host_latency_ms"] > 0
+    assert d["host"]["cores"].endswith("cores") and d["host"]["cpu"] and d["host"]["system"]
     layer = d["layers"][1]
     assert {"name", "op", "output_shape", "params", "macs", "weight_bytes", "activation_bytes"} <= set(layer)
     assert layer["output_shape"] == [14, 14, 16]

@@ -61,6 +61,7 @@ class Analysis:
     host_runtime: str | None
     host_runs: int
     analysis_time_s: float
+    host: dict | None = None  # the machine host_latency_ms was measured on
     memory_plan: list[dict] = field(default_factory=list)
     plot_path: str | None = None
     io_in_arena: bool = True
@@ -96,6 +97,7 @@ def analyze(model_path, target: str | None = None, plot: str | Path | None = Non
     if measure_host:
         result.host_latency_ms, result.host_runtime = measure_host_latency(model_path, graph.format, runs=host_runs)
         result.host_runs = host_runs if result.host_latency_ms is not None else 0
+        result.host = host_machine() if result.host_latency_ms is not None else None
     if plot is not None:
         from .report import plot_timeline
 
@@ -190,6 +192,23 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
         memory_plan=plan_rows,
         plan=best,
     )
+
+
+def host_machine() -> dict:
+    """The CPU model, the cores this process may use and the OS: where a host latency was measured."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": f"{cores} cores", "system": f"{platform.system()} {platform.release()}"}
 
 
 def measure_host_latency(model_path, fmt: str, runs: int = 20, warmup: int = 3) -> tuple[float | None, str | None]:
