@@ -17,3 +17,29 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def tiny_float_onnx(rng, batch="N"):
+    """Conv 3x3 (3->4, pad 1) -> Relu -> GAP -> Flatten -> Gemm(4->3) -> Softmax, NCHW float input
+    (batch, 3, 8, 8), as an onnx ModelProto (opset 17). Draws its weights from ``rng``."""
+    import numpy as np
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    nodes = [
+        h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["c"], ["r"]),
+        h.make_node("GlobalAveragePool", ["r"], ["p"]),
+        h.make_node("Flatten", ["p"], ["f"]),
+        h.make_node("Gemm", ["f", "G"], ["g"]),
+        h.make_node("Softmax", ["g"], ["y"]),
+    ]
+    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
+             nh.from_array(np.zeros(4, np.float32), "B"),
+             nh.from_array(rng.standard_normal((4, 3)).astype(np.float32), "G")]
+    g = h.make_graph(nodes, "tiny", [h.make_tensor_value_info("x", TP.FLOAT, [batch, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [batch, 3])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from conftest import tiny_float_onnx
 
 from mcuzoo.analysis import analyze, analyze_graph, boards, planner, register_cli
 from mcuzoo.analysis.graph import Graph, Op, Tensor, load_graph
@@ -245,21 +246,7 @@ def _onnx_models(d):
 
     rng = np.random.default_rng(0)
     # float: Conv 3x3 (3->4, pad 1) -> Relu -> GAP -> Flatten -> Gemm(4->3) -> Softmax; batch dynamic
-    nodes = [
-        h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-        h.make_node("Relu", ["c"], ["r"]),
-        h.make_node("GlobalAveragePool", ["r"], ["p"]),
-        h.make_node("Flatten", ["p"], ["f"]),
-        h.make_node("Gemm", ["f", "G"], ["g"]),
-        h.make_node("Softmax", ["g"], ["y"]),
-    ]
-    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
-             nh.from_array(np.zeros(4, np.float32), "B"),
-             nh.from_array(rng.standard_normal((4, 3)).astype(np.float32), "G")]
-    g = h.make_graph(nodes, "tiny", [h.make_tensor_value_info("x", TP.FLOAT, ["N", 3, 8, 8])],
-                     [h.make_tensor_value_info("y", TP.FLOAT, ["N", 3])], inits)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = tiny_float_onnx(rng, "N")
     onnx.save(m, d / "float.onnx")
 
     def qdq(int4: bool):

@@ -203,23 +203,11 @@ def onnx_seeds() -> dict[str, bytes]:
     from onnx import helper as h
     from onnx import numpy_helper as nh
 
+    from conftest import tiny_float_onnx
+
     rng = np.random.default_rng(0)
     out = {}
-    nodes = [
-        h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-        h.make_node("Relu", ["c"], ["r"]),
-        h.make_node("GlobalAveragePool", ["r"], ["p"]),
-        h.make_node("Flatten", ["p"], ["f"]),
-        h.make_node("Gemm", ["f", "G"], ["g"]),
-        h.make_node("Softmax", ["g"], ["y"]),
-    ]
-    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
-             nh.from_array(np.zeros(4, np.float32), "B"),
-             nh.from_array(rng.standard_normal((4, 3)).astype(np.float32), "G")]
-    g = h.make_graph(nodes, "tiny", [h.make_tensor_value_info("x", TP.FLOAT, ["N", 3, 8, 8])],
-                     [h.make_tensor_value_info("y", TP.FLOAT, ["N", 3])], inits)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = tiny_float_onnx(rng, "N")
     out["float.onnx"] = m.SerializeToString()
 
     nodes = [

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_float_onnx
 
 from mcuzoo import rundir
 from mcuzoo.errors import ConfigError, DataError, ModelFileError
@@ -400,26 +401,9 @@ def test_reading_every_kind_of_user_file_never_unpickles(tmp_path, monkeypatch, 
 def _tiny_onnx(d: Path) -> Path:
     """Conv 3x3 (3->4) -> Relu -> GAP -> Flatten -> Gemm(4->3) -> Softmax, NCHW float input (1, 3, 8, 8)."""
     import onnx
-    from onnx import TensorProto as TP
-    from onnx import helper as h
-    from onnx import numpy_helper as nh
 
     rng = np.random.default_rng(0)
-    nodes = [
-        h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-        h.make_node("Relu", ["c"], ["r"]),
-        h.make_node("GlobalAveragePool", ["r"], ["p"]),
-        h.make_node("Flatten", ["p"], ["f"]),
-        h.make_node("Gemm", ["f", "G"], ["g"]),
-        h.make_node("Softmax", ["g"], ["y"]),
-    ]
-    inits = [nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
-             nh.from_array(np.zeros(4, np.float32), "B"),
-             nh.from_array(rng.standard_normal((4, 3)).astype(np.float32), "G")]
-    g = h.make_graph(nodes, "tiny", [h.make_tensor_value_info("x", TP.FLOAT, [1, 3, 8, 8])],
-                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 3])], inits)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = tiny_float_onnx(rng, 1)
     onnx.save(m, d / "tiny.onnx")
     return d / "tiny.onnx"
 

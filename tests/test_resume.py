@@ -95,6 +95,27 @@ def test_resume_of_finished_run_trains_nothing(config):
     assert (run_dir / rundir.FLOAT_MODEL).stat().st_mtime_ns == before
 
 
+def test_run_cut_short_by_resume_with_fewer_epochs_finishes_its_stages(tmp_path):
+    """A long run stopped after epoch 2 of 4, then `--resume RUN training.epochs=2`: no more training,
+    but its history and the remaining stages (here: quantize) are written from the checkpoint."""
+    import json
+
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+
+    args = [f"output_dir={tmp_path}", "dataset.samples_per_class=10", "training.epochs=2",
+            "stages=[train, quantize]", "quantization.calibration_samples=8", "training.verbose=false"]
+    run_dir = run(load_config(None, args))
+    hist = json.loads((run_dir / rundir.HISTORY).read_text())
+    # what a run killed after its second epoch's checkpoint leaves: no history, no int8 model
+    (run_dir / rundir.HISTORY).unlink()
+    (run_dir / rundir.INT8_TFLITE).unlink()
+    run(resume=run_dir, overrides=["training.epochs=2"])
+    again = json.loads((run_dir / rundir.HISTORY).read_text())
+    assert again["epochs_run"] == 2 and again["history"] == hist["history"]
+    assert (run_dir / rundir.INT8_TFLITE).is_file()
+
+
 def test_resume_errors(tmp_path, capsys):
     from mcuzoo.cli import main
 

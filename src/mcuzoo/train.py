@@ -317,6 +317,8 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
 
     if state.stopped_early or state.epoch >= t.epochs:
         console.print(f"training already finished at epoch {state.epoch}: nothing to resume")
+        if chief:  # e.g. a long run cut short with `--resume RUN training.epochs=N`: its history still goes out
+            _write_history(run_dir, state, replicas, global_batch, len(dataset.train))
         return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
                            state.seconds, replicas, state.stopped_early)
 
@@ -377,22 +379,27 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
                 console.print(_epoch_line(row, t.epochs))
 
     if chief:
-        keys = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
-        rundir.write_json(run_dir / rundir.HISTORY, {
-            "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_val_accuracy": state.best_val_accuracy,
-            "stopped_early": state.stopped_early,
-            "replicas": replicas,
-            "global_batch_size": global_batch,
-            "seconds": round(state.seconds, 2),
-            "images_per_second": round(len(dataset.train) * len(state.history) / max(state.seconds, 1e-9), 1),
-            "history": {k: [r[k] for r in state.history] for k in keys},
-        })
+        _write_history(run_dir, state, replicas, global_batch, len(dataset.train))
         if state.stopped_early and t.verbose:
             console.print(f"early stopping: no better val_accuracy for {t.early_stopping.patience} epochs")
     return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
                        state.seconds, replicas, state.stopped_early)
+
+
+def _write_history(run_dir: Path, state: TrainState, replicas: int, global_batch: int, n_train: int) -> None:
+    """history.json: the per-epoch curves and the summary the card and metrics read."""
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    rundir.write_json(run_dir / rundir.HISTORY, {
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_accuracy": state.best_val_accuracy,
+        "stopped_early": state.stopped_early,
+        "replicas": replicas,
+        "global_batch_size": global_batch,
+        "seconds": round(state.seconds, 2),
+        "images_per_second": round(n_train * len(state.history) / max(state.seconds, 1e-9), 1),
+        "history": {k: [r[k] for r in state.history] for k in keys},
+    })
 
 
 def _distributed_epoch(model, strategy, train_ds, val_ds, global_batch: int) -> dict:
