@@ -130,20 +130,7 @@ def planner_table() -> str:
 
 def branching_example() -> str:
     """The fire-module-like graph of the tests: order search vs the model's order."""
-    from mcuzoo.analysis.graph import Graph, Op, Tensor
-
-    def t(i, kb):
-        return Tensor(i, f"t{i}", (1, kb * 1024), "int8", kb * 1024)
-
-    tensors = {i: t(i, kb) for i, kb in enumerate([8, 64, 4, 64, 4, 8])}
-    ops = [
-        Op(0, "a_big", "CONV_2D", "conv", [0], [1]),
-        Op(1, "b_big", "CONV_2D", "conv", [0], [3]),
-        Op(2, "a_small", "CONV_2D", "conv", [1], [2]),
-        Op(3, "b_small", "CONV_2D", "conv", [3], [4]),
-        Op(4, "concat", "CONCATENATION", "concat", [2, 4], [5]),
-    ]
-    g = Graph("example", "tflite", tensors, ops, [0], [5])
+    g = planner.example_branching_graph()
     base = planner.tflm_greedy(planner.lifetimes(g)).arena
     (peak, order), *_ = planner.search_orders(g)
     ours = planner.plan_offsets(planner.lifetimes(g, order)).arena

@@ -81,21 +81,8 @@ def _t(i: int, kib: int) -> Tensor:
     return Tensor(i, f"t{i}", (1, kib * 1024), "int8", kib * 1024)
 
 
-def _branching_graph() -> Graph:
-    """x -> big_a -> small_a ; x -> big_b -> small_b ; concat(small_a, small_b). Model order runs both bigs first."""
-    tensors = {i: _t(i, kb) for i, kb in enumerate([8, 64, 4, 64, 4, 8])}
-    ops = [
-        Op(0, "a_big", "CONV_2D", "conv", [0], [1]),
-        Op(1, "b_big", "CONV_2D", "conv", [0], [3]),
-        Op(2, "a_small", "CONV_2D", "conv", [1], [2]),
-        Op(3, "b_small", "CONV_2D", "conv", [3], [4]),
-        Op(4, "concat", "CONCATENATION", "concat", [2, 4], [5]),
-    ]
-    return Graph("hand-made", "tflite", tensors, ops, [0], [5])
-
-
 def test_lifetimes_put_input_and_output_in_the_arena():
-    g = _branching_graph()
+    g = planner.example_branching_graph()
     bufs = {b.tensors[0]: b for b in planner.lifetimes(g)}
     assert (bufs[0].first, bufs[0].last) == (0, 1)  # input: from the start to its last reader
     assert (bufs[5].first, bufs[5].last) == (4, 4)  # output: until the end
@@ -104,7 +91,7 @@ def test_lifetimes_put_input_and_output_in_the_arena():
 
 
 def test_order_search_finds_a_better_order_on_a_branching_graph():
-    g = _branching_graph()
+    g = planner.example_branching_graph()
     model_peak = planner.lower_bound(planner.lifetimes(g))
     assert model_peak == (8 + 64 + 64) * 1024  # both big tensors live at op 1
     (peak, order), *_ = planner.search_orders(g)

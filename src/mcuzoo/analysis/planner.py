@@ -382,3 +382,25 @@ def search_orders(graph, *, beam: int = 64, alignment: int = ALIGNMENT) -> list[
 def _branching(pred: list[int], n: int) -> bool:
     """True when some operator does not depend on its predecessor in the given order (orders can differ)."""
     return any(not (pred[i] >> (i - 1) & 1) for i in range(1, n))
+
+
+def example_branching_graph():
+    """The smallest graph where the execution order matters, as in a fire module.
+
+    ``x (8 KiB) -> a_big (64) -> a_small (4)`` and ``x -> b_big (64) -> b_small (4)``, then
+    ``concat(a_small, b_small) (8)``. The model's order runs both big convolutions first, so
+    x and both 64 KiB tensors are live together (136 KiB); running branch a to its end first
+    needs only x + a_small + b_big (76 KiB). Used by the tests and the analysis benchmark.
+    """
+    from .graph import Graph, Op, Tensor
+
+    tensors = {i: Tensor(i, f"t{i}", (1, kib * 1024), "int8", kib * 1024)
+               for i, kib in enumerate([8, 64, 4, 64, 4, 8])}
+    ops = [
+        Op(0, "a_big", "CONV_2D", "conv", [0], [1]),
+        Op(1, "b_big", "CONV_2D", "conv", [0], [3]),
+        Op(2, "a_small", "CONV_2D", "conv", [1], [2]),
+        Op(3, "b_small", "CONV_2D", "conv", [3], [4]),
+        Op(4, "concat", "CONCATENATION", "concat", [2, 4], [5]),
+    ]
+    return Graph("two-branch example", "tflite", tensors, ops, [0], [5])
