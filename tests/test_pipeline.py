@@ -158,7 +158,14 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     table = (tmp_path / "zoo" / "README.md").read_text()
     row = [ln for ln in table.splitlines() if ln.startswith("| [st_mnist_v1]")]
     assert len(row) == 1
-    assert f"{100 * m['int8']['top1']:.2f} %" in row[0] and f"{100 * m['float']['top1']:.2f} %" in row[0]
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    header = [c.strip() for c in next(ln for ln in table.splitlines() if ln.startswith("| model")).strip("|").split("|")]
+    assert len(cells) == len(header)
+    col = dict(zip(header, cells))
+    assert col["float top-1"] == f"{100 * m['float']['top1']:.2f} %"
+    assert col["int8 top-1"] == f"{100 * m['int8']['top1']:.2f} %"
+    assert col["QDQ int8 top-1"] == f"{100 * m['onnx_qdq']['top1']:.2f} %"
+    assert col["mixed w4/w8 top-1"] == "-"  # the tiny run searched no mixed model
     with pytest.raises(Exception, match="not a finished run"):
         zoo.add(tmp_path, tmp_path / "zoo")
 

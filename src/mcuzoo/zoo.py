@@ -63,7 +63,7 @@ def _row(folder: Path, zoo_dir: Path) -> dict | None:
     h747 = a.get("boards", {}).get("STM32H747", {})
 
     def pct(key):
-        v = m.get(key, {}).get("top1")
+        v = (m.get(key) or {}).get("top1")
         return f"{100 * v:.2f} %" if v is not None else "-"
 
     kib = lambda v: f"{v / 1024:.2f} KiB" if v else "-"  # noqa: E731
@@ -77,6 +77,9 @@ def _row(folder: Path, zoo_dir: Path) -> dict | None:
         "split": f"{m.get('evaluation_split', '?')} ({m.get('int8', {}).get('n', '?')})",
         "float": pct("float"),
         "int8": pct("int8"),
+        "qdq": pct("onnx_qdq"),
+        "mixed": (f"{pct('mixed')}, weights -{m['mixed']['saving_pct']:.1f} %"
+                  if (m.get("mixed") or {}).get("top1") is not None and "saving_pct" in m["mixed"] else "-"),
         "flash": kib(a.get("weights_bytes")),
         "ram": kib(a.get("activation_bytes")),
         "latency": f"{lat:.1f} ms (estimate)" if lat else "-",
@@ -96,16 +99,21 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
         "accuracy is measured on the split named, never used for model selection. Memory and latency are",
         "mcuzoo's estimates (`mcuzoo analyze`), not measurements on a board. Each folder has a `MODEL_CARD.md`.",
         "",
-        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
-        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "*int8 top-1* is the .tflite model (uint8 input, float32 output), *QDQ* the ONNX QDQ int8 model and",
+        "*mixed* the ONNX int4/int8-weights model with the weights flash it saves against all-int8 (`-` when",
+        "the run did not make one).",
+        "",
+        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 | QDQ int8 top-1 | mixed w4/w8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| [{r['model']}]({r['folder']}/MODEL_CARD.md) | {r['dataset']} | {r['input']} | {r['classes']} | "
-            f"{r['split']} | {r['float']} | {r['int8']} | {r['flash']} | {r['ram']} | {r['latency']} |"
+            f"{r['split']} | {r['float']} | {r['int8']} | {r['qdq']} | {r['mixed']} | {r['flash']} | {r['ram']} | "
+            f"{r['latency']} |"
         )
     if not rows:
-        lines.append("| (no models yet) | | | | | | | | | |")
+        lines.append("| (no models yet) | | | | | | | | | | | |")
     return rundir.write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
 
 
