@@ -272,6 +272,25 @@ def test_quant_report_ranks_layers_and_writes_png(trained, tmp_path):
     assert report_table(errs).row_count == errs.matched
 
 
+def test_report_table_never_cuts_numbers_on_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from mcuzoo.qreport import LayerError, LayerErrors, report_table
+
+    rows = [LayerError(f"fire{i}_expand3x3_relu_with_a_long_name", "BatchNormalization", i, [14, 14, 192],
+                       10.0 + i, 0.99, 0.05, 0.1, 1.0, f"t{i}", "MUL") for i in range(12)]
+    errs = LayerErrors(rows, layers_total=30, images=4)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(report_table(errs))
+    text = out.getvalue()
+    assert max(map(len, text.splitlines())) <= 80
+    for i in range(12):
+        assert f" {i + 1} " in text  # ranks 10-12 are not cut to "1"
+    assert text.count("14x14x192") == 12 and "SQNR dB" in text and "21.0" in text
+
+
 def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
     from mcuzoo.models import build_model
     from mcuzoo.qreport import quant_report

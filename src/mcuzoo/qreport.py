@@ -327,15 +327,20 @@ def report_table(errors: LayerErrors, limit: int | None = None):
     title = f"quantization error per layer, worst first ({errors.matched} of {errors.layers_total} layers matched, " \
             f"{errors.images} images)"
     table = Table(title=title)
+    rows = list(errors[:limit] if limit else errors)
+    shapes = ["x".join(map(str, e.shape)) for e in rows]
+    # numbers are never cut: the layer name folds and the type is shortened first on a narrow terminal
+    widths = {"#": len(str(len(rows))), "shape": max(map(len, shapes), default=5), "SQNR dB": 7, "cosine": 6,
+              "RMSE": 6, "layer": 12}
     for col, just in (("#", "right"), ("layer", "left"), ("type", "left"), ("shape", "left"),
                       ("SQNR dB", "right"), ("cosine", "right"), ("RMSE", "right")):
-        if col == "type":  # the least useful column gives way first on a narrow terminal
-            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", max_width=14)
+        if col == "type":
+            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", max_width=14, min_width=4)
         else:
-            table.add_column(col, justify=just, no_wrap=True, overflow="fold", min_width=12 if col == "layer" else None)
-    for i, e in enumerate(errors[:limit] if limit else errors, start=1):
+            table.add_column(col, justify=just, no_wrap=col != "layer", overflow="fold", min_width=widths[col])
+    for i, (e, shape) in enumerate(zip(rows, shapes), start=1):
         color = "red" if e.sqnr_db < 10 else "yellow" if e.sqnr_db < 20 else "green"
-        table.add_row(str(i), e.layer, e.layer_type, "x".join(map(str, e.shape)),
+        table.add_row(str(i), e.layer, e.layer_type, shape,
                       f"[{color}]{e.sqnr_db:.1f}[/]", f"{e.cosine:.4f}", f"{e.rmse:.3g}")
     return table
 
