@@ -226,6 +226,23 @@ def test_onnx_and_mixed_rows_when_measured(run_copy):
     assert rows[mixed][3] == "11.11" and "w4 26.1 %" in mixed and "validation" in rows[mixed][4]
 
 
+def test_reproduce_names_the_quantize_command_for_models_the_stages_did_not_make(run_copy, card):
+    _, own = card
+    assert "mcuzoo quantize RUN_DIR" not in section(own, "## How to reproduce")  # the tiny run made nothing extra
+    m = json.loads((run_copy / rundir.METRICS).read_text())
+    m["onnx_qdq"] = {"top1": 0.5, "file": "model_qdq_int8.onnx", "calibration_method": "entropy",
+                     "calibration_images": 77}
+    m["quant_report"] = {"json": "quant_report.json"}
+    m.pop("mixed", None)
+    rundir.write_json(run_copy / rundir.METRICS, m)
+    repro = section(render_card(run_copy), "## How to reproduce")
+    assert "mcuzoo quantize RUN_DIR --onnx --report" in repro
+    assert "entropy calibration, 77 training images" in repro and "mixed" not in repro
+    cfg = (run_copy / rundir.CONFIG).read_text()
+    (run_copy / rundir.CONFIG).write_text(cfg.replace("onnx: false", "onnx: true").replace("report: false", "report: true"))
+    assert "mcuzoo quantize" not in section(render_card(run_copy), "## How to reproduce")
+
+
 def test_missing_artifacts_degrade(run_copy):
     for name in (rundir.INT8_TFLITE, rundir.TRAINING_LOG, rundir.FLOAT_MODEL):
         (run_copy / name).unlink()

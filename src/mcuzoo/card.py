@@ -738,8 +738,32 @@ class _Context:
             "```\n\n"
             f"runs its stages again ({what}){where}.{path_note} A relative `output_dir` is also taken from the "
             "folder the command runs in. Training is seeded; float results can still differ slightly across "
-            "machines and TensorFlow versions."
+            "machines and TensorFlow versions." + self._extras_note()
         )
+
+    def _extras_note(self) -> str:
+        """How the ONNX models and the per-layer report were made when the config's stages did not make them."""
+        q = _get(self.cfg, "quantization") or {}
+        flags = [flag for key, flag, made_by_run in (("onnx_qdq", "--onnx", q.get("onnx")),
+                                                     ("mixed", "--mixed", q.get("mixed")),
+                                                     ("quant_report", "--report", q.get("report")))
+                 if self.m.get(key) and not made_by_run]
+        if not flags:
+            return ""
+        qdq = self.m.get("onnx_qdq") or self.m.get("mixed") or {}
+        how = []
+        if qdq.get("calibration_method"):
+            how.append(f"{qdq['calibration_method']} calibration")
+        if qdq.get("calibration_images"):
+            how.append(f"{qdq['calibration_images']} training images")
+        detail = f" ({', '.join(how)})" if how else ""
+        what = {"--onnx": "the ONNX QDQ int8 model", "--mixed": "the mixed int4/int8 model",
+                "--report": "the per-layer quantization report"}
+        names = [what[f] for f in flags]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return (f"\n\n{listed[0].upper() + listed[1:]} {'is' if len(names) == 1 else 'are'} not made by the "
+                f"config's stages: {'it was' if len(names) == 1 else 'they were'} made afterwards{detail} by:"
+                f"\n\n```bash\nmcuzoo quantize RUN_DIR {' '.join(flags)}\n```")
 
     def references(self) -> str:
         refs = REFERENCES.get(self.kind or "", [])
