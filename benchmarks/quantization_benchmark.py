@@ -63,6 +63,7 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.onnx_qdq import Calibration, export_qdq, weights_flash
     from mcuzoo.data import load_run_dataset
     from mcuzoo.qreport import tflite_weights_flash
+    from mcuzoo.quantize import quantize_tflite
 
     cfg = load_config(run_dir / rundir.CONFIG)
     float_path = run_dir / rundir.FLOAT_MODEL
@@ -90,6 +91,14 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
         rows.append({"model": "int8 (.tflite)", "file": tflite_path.name, "top1": top1(tflite_path),
                      "weights_bytes": tflite_weights_flash(tflite_path)["total_bytes"], "seconds": None})
     work.mkdir(parents=True, exist_ok=True)
+    for n in args.tflite_calibration:
+        # the .tflite again with another number of calibration images (same seed, same first images)
+        out = work / f"model_int8_calib{n}.tflite"
+        t = time.time()
+        quantize_tflite(float_path, ds.train.take(n, seed=cfg.dataset.seed), out, rescale, offset,
+                        per_channel=not args.per_tensor)
+        rows.append({"model": f"int8 (.tflite, {n} calibration images)", "file": out.name, "top1": top1(out),
+                     "weights_bytes": tflite_weights_flash(out)["total_bytes"], "seconds": round(time.time() - t, 1)})
     t = time.time()
     qdq = export_qdq(float_path, calib, work, rescale, offset, per_channel=not args.per_tensor,
                      calibration_method=args.calibration_method)
@@ -151,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-evals", type=int, default=12, help="mixed: evaluation budget")
     p.add_argument("--rank", default="sensitivity", choices=("sensitivity", "noise", "size"))
     p.add_argument("--no-mixed", action="store_true")
+    p.add_argument("--tflite-calibration", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                   metavar="N,N,...", help="also score .tflite models calibrated on these numbers of training images")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
 
