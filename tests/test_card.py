@@ -222,6 +222,7 @@ def test_onnx_and_mixed_rows_when_measured(run_copy):
     acc = section(render_card(run_copy), "### Accuracy with")
     rows = {c[1]: c for c in table_rows(acc) if len(c) == 5}
     assert rows["Int8 (ONNX QDQ)"][3] == "12.35"
+    assert rows["Int8 (ONNX QDQ)"][4] == rows["Float"][4]  # same split and image count as the float row
     mixed = next(k for k in rows if k.startswith("Int8/Int4"))
     assert rows[mixed][3] == "11.11" and "w4 26.1 %" in mixed and "validation" in rows[mixed][4]
 

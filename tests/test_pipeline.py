@@ -175,8 +175,10 @@ def test_onnx_qdq_in_the_run(tiny_run):
     assert m["onnx_qdq"]["file"] == "model_qdq_int8.onnx"
     assert (tiny_run / "model_qdq_int8.onnx").is_file() and (tiny_run / "model_float.onnx").is_file()
     assert 0.0 <= m["onnx_qdq"]["top1"] <= 1.0
+    assert m["onnx_qdq"]["n"] == m["float"]["n"]  # scored on the same evaluation split
     card = (tiny_run / "MODEL_CARD.md").read_text()
-    assert f"{100 * m['onnx_qdq']['top1']:.2f}" in card
+    row = next(ln for ln in card.splitlines() if "Int8 (ONNX QDQ)" in ln)
+    assert f"{100 * m['onnx_qdq']['top1']:.2f}" in row and f"{m['evaluation_split']}, {m['float']['n']:,} images" in row
 
 
 def test_evaluate_onnx_with_fixed_batch(tiny_run, tmp_path):

@@ -593,6 +593,8 @@ class _Context:
         def split_text(entry) -> str:
             split = entry.get("split") or self.split or "?"
             n = entry.get("n")
+            if n is None and "split" not in entry:  # ONNX rows are scored on the run's evaluation split
+                n = (m.get("float") or {}).get("n")
             return f"{split}, {n:,} images" if isinstance(n, int) else str(split)
 
         for key, fmt in (("float", "Float"), ("int8", "Int8")):

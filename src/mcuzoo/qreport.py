@@ -511,6 +511,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         }
         if eval_split is not None:
             out["onnx"]["top1"] = round(top1(qdq, eval_split), 6)
+            out["onnx"]["n"] = len(eval_split)
     if do_mixed:
         t0 = time.time()
         tol = float(opt("mixed_tolerance", 0.015))
@@ -526,6 +527,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         m["seconds"] = round(time.time() - t0, 1)
         if eval_split is not None:
             m["top1"] = round(top1(res.path, eval_split), 6)
+            m["n"] = len(eval_split)
         out["mixed"] = m
         console.print(f"mixed: {res.path.name}: weights {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
                       f"all-int8 (-{res.saving_pct:.1f} %), validation top-1 {100 * res.accuracy:.2f} % "
