@@ -16,6 +16,8 @@ A missing artifact leaves its section saying "not measured"; only a run without
 """
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -615,7 +617,10 @@ class _Context:
                 entry.setdefault("split", "validation (mixed search)")
             if acc is not None:
                 shares = ""
-                if mx.get("w4_share") is not None and mx.get("w8_share") is not None:
+                named = re.search(r"_w4_([\d.]+)%_w8_([\d.]+)%", str(mx.get("file") or ""))
+                if named:  # the shares exactly as the file name gives them
+                    shares = f", w4 {named.group(1)} % / w8 {named.group(2)} %"
+                elif mx.get("w4_share") is not None and mx.get("w8_share") is not None:
                     shares = f", w4 {float(mx['w4_share']):.1f} % / w8 {float(mx['w8_share']):.1f} %"
                 rows.append([f"[{self.tag}]({mx['file']})" if mx.get("file") else self.tag,
                              f"Int8/Int4 (ONNX QDQ{shares})", self.res, _pct(acc), split_text(entry)])
