@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -43,16 +42,10 @@ from pathlib import Path
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {n} cores available, {platform.system()} {platform.release()}"
+    from mcuzoo.analysis import host_machine
+
+    h = host_machine()
+    return f"{h['cpu']}, {h['cores']} available, {h['system']}"
 
 
 def bench_run(run_dir: Path, work: Path, args) -> dict:
