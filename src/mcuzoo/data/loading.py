@@ -99,6 +99,12 @@ def _materialize(pools: list[Optional[_Pool]], image_shape, interpolation, aspec
     return out
 
 
+def _hold_out(split, fraction: float, seed: int, stream: int):
+    """(the rest, the held-out part): ``fraction`` of each class of ``split``, stratified and seeded."""
+    keep, held = stratified_split(split.labels, fraction, seed, stream=stream)
+    return split.subset(keep), split.subset(held)
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:g}%"
 
@@ -160,9 +166,7 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: _Pool, test: Op
                 notes.append(f"max_per_class={cap}: kept {len(val)} of {before} validation images")
     if test is None:
         if cfg.test_split > 0:
-            keep, held = stratified_split(train.labels, cfg.test_split, seed, stream=1)
-            test = train.subset(held)
-            train = train.subset(keep)
+            train, test = _hold_out(train, cfg.test_split, seed, stream=1)
             notes.append(f"dataset has no test split; test_split={cfg.test_split:g} held out from train "
                          f"(stratified, seed {seed}): {len(test)} images")
         else:
@@ -170,9 +174,7 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: _Pool, test: Op
     elif cfg.test_split > 0 and "test" in separate:
         notes.append(f"test_split={cfg.test_split:g} not used: the dataset has its own test split")
     if val is None:
-        keep, held = stratified_split(train.labels, cfg.validation_split, seed, stream=0)
-        val = train.subset(held)
-        train = train.subset(keep)
+        train, val = _hold_out(train, cfg.validation_split, seed, stream=0)
         notes.append(f"validation: {_pct(cfg.validation_split)} of train per class (stratified, seed {seed}): "
                      f"{len(val)} images")
     else:
