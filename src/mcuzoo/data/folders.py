@@ -83,6 +83,11 @@ def _read_lines(path: Path) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
+def _plain_name(name: str) -> bool:
+    """A single path component: not empty, no separator, not '.' or '..' (cannot leave its folder)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
 def food101_classes(root: str | Path) -> list[str]:
     root = Path(root)
     names = _read_lines(root / "meta" / "classes.txt")
@@ -90,7 +95,7 @@ def food101_classes(root: str | Path) -> list[str]:
         raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists no classes")
     if len(set(names)) != len(names):
         raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} lists a class twice")
-    bad = next((n for n in names if n in (".", "..") or "/" in n or "\\" in n), None)
+    bad = next((n for n in names if not _plain_name(n)), None)
     if bad is not None:
         raise DataError(f"Food-101 meta file {root / 'meta' / 'classes.txt'} names '{bad}', which is not a folder name")
     return names
@@ -109,7 +114,7 @@ def food101_split(root: str | Path, split: str, class_names: list[str],
     paths, labels = [], []
     for line in _read_lines(meta):
         cls, _, name = line.partition("/")
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
+        if not _plain_name(name):
             # exactly <class>/<id>: nothing may point outside images/<class>/
             raise DataError(f"Food-101 {meta} line '{line}' is not of the form <class>/<image id>")
         if cls not in index:
