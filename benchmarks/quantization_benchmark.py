@@ -8,6 +8,11 @@ For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``
   search scores the **validation** split only),
 * scores float (.keras), int8 (.tflite), QDQ int8 (.onnx) and mixed (.onnx) on
   the held-out split (test when the run has one, else validation, said so),
+* compares each quantized model with its reference on the same images (int8,
+  QDQ: the float model; mixed: the QDQ int8 model): the paired top-1 difference,
+  its standard error and the images on which only one of the two is right
+  (``mcuzoo.evaluate.paired_difference``), so that a reader sees whether a
+  difference of a few images is a loss or noise,
 * reports each model's weights flash (constants a board stores: int8 / int4
   packed / int32 biases / per-channel float32 scales; see
   ``mcuzoo.onnx_qdq.weights_flash`` and ``mcuzoo.qreport.tflite_weights_flash``).
@@ -51,7 +56,7 @@ def _machine() -> str:
 def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo import rundir
     from mcuzoo.config import load_config
-    from mcuzoo.evaluate import evaluate_model, read_model_info
+    from mcuzoo.evaluate import evaluate_model, paired_difference, read_model_info
     from mcuzoo.mixed import search_mixed
     from mcuzoo.onnx_qdq import Calibration, export_qdq, weights_flash
     from mcuzoo.data import load_run_dataset
@@ -73,8 +78,13 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     print(f"[{run_dir.name}] {cfg.model.name} on {ds.name}: {ds.summary()}; held-out: {split_name} "
           f"({len(split)} images); calibration {len(calib)} images", file=sys.stderr, flush=True)
 
+    correct = {}  # file name -> per-image correctness on the held-out split
+
     def top1(path, on=split):
-        return evaluate_model(path, on, names, rescale, offset, bs).top1
+        res = evaluate_model(path, on, names, rescale, offset, bs)
+        if on is split:
+            correct[Path(path).name] = res.correct
+        return res.top1
 
     rows = []
     acc_f = top1(float_path)
@@ -102,13 +112,19 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     if not args.no_mixed:
         t = time.time()
         res = search_mixed(
-            work / "model_float.onnx", Calibration(calib, rescale, offset), lambda p: top1(p, ds.val),
+            work / "model_float.onnx", Calibration(calib, rescale, offset), lambda p: evaluate_model(p, ds.val, names, rescale, offset, bs).correct,
             tolerance=args.tolerance, out_dir=work, per_channel=not args.per_tensor,
             calibration_method=args.calibration_method, max_evals=args.max_evals, rank=args.rank,
+            confidence=args.confidence,
         )
         mixed = res.summary()
         rows.append({"model": "mixed w4/w8 (.onnx)", "file": res.path.name, "top1": top1(res.path),
                      "weights_bytes": res.weights_bytes, "seconds": round(time.time() - t, 1)})
+    # each quantized model against its reference, image by image
+    qdq_file = next((x["file"] for x in rows if x["model"].startswith("QDQ")), None)
+    for x in rows[1:]:
+        x["reference"] = qdq_file if x["model"].startswith("mixed") else float_path.name
+        x["vs_reference"] = paired_difference(correct[x["reference"]], correct[x["file"]]).to_json()
     return {
         "run": str(run_dir), "model": cfg.model.name, "dataset": ds.name, "input_shape": list(cfg.model.input_shape),
         "split": split_name, "n": len(split), "calibration_images": int(len(calib)),
@@ -124,9 +140,30 @@ def _epochs(run_dir: Path):
         return None
 
 
+#: The issue's goal: int8 and QDQ lose at most 0.5 points against float; mixed at most 1.5 against int8.
+GOAL_POINTS = {"int8": 0.5, "QDQ": 0.5, "mixed": 1.5}
+
+
+def _vs(x: dict) -> str:
+    """``-1.34 +- 0.79 (12 / 5)``: points vs the reference, its standard error, images only it / only this got right."""
+    v = x.get("vs_reference")
+    if not v:
+        return "-"
+    return f"{100 * v['diff']:+.2f} ± {100 * v['se']:.2f} ({v['a_only']} / {v['b_only']})"
+
+
+def _goal(x: dict) -> str:
+    v = x.get("vs_reference")
+    kind = next((k for k in GOAL_POINTS if x["model"].startswith(k)), None)
+    if not v or kind is None:
+        return ""
+    return "met" if -100 * v["diff"] <= GOAL_POINTS[kind] + 1e-9 else "**not met**"
+
+
 def markdown(results: list[dict]) -> str:
-    lines = ["| run (model, data, input) | held-out split | model | top-1 % | weights flash |",
-             "| --- | --- | --- | ---: | ---: |"]
+    lines = ["| run (model, data, input) | held-out split | model | top-1 % | vs reference, points "
+             "± s.e. (only ref. right / only this right) | goal | weights flash |",
+             "| --- | --- | --- | ---: | --- | --- | ---: |"]
     for r in results:
         ref = next((x["weights_bytes"] for x in r["rows"] if x["model"].startswith("QDQ")), None)
         for x in r["rows"]:
@@ -135,7 +172,7 @@ def markdown(results: list[dict]) -> str:
                 kib += f" ({100 * (x['weights_bytes'] - ref) / ref:+.1f} % vs QDQ int8)"
             head = f"{r['model']}, {r['dataset']}, {'x'.join(map(str, r['input_shape']))}"
             lines.append(f"| {head} | {r['split']} ({r['n']}) | {x['model']} `{x['file']}` | "
-                         f"{100 * x['top1']:.2f} | {kib} |")
+                         f"{100 * x['top1']:.2f} | {_vs(x)} | {_goal(x)} | {kib} |")
     return "\n".join(lines)
 
 
@@ -150,6 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--calibration-samples", type=int, default=None, help="default: the run's config")
     p.add_argument("--per-tensor", action="store_true")
     p.add_argument("--tolerance", type=float, default=0.015, help="mixed: top-1 drop allowed vs all-int8 (0.015)")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="mixed: confidence that the loss vs all-int8 is within the tolerance on validation (0.9)")
     p.add_argument("--max-evals", type=int, default=12, help="mixed: evaluation budget")
     p.add_argument("--rank", default="sensitivity", choices=("sensitivity", "noise", "size"))
     p.add_argument("--no-mixed", action="store_true")
@@ -180,8 +219,10 @@ def main(argv=None) -> int:
     for r in results:
         if r["mixed"]:
             m = r["mixed"]
+            se = f" (paired drop {100 * m['drop']:.2f} ± {100 * m['drop_se']:.2f}, {100 * m['confidence']:g} % " \
+                 f"confidence)" if m.get("drop_se") is not None else ""
             print(f"\n{r['model']}: mixed search: {m['evaluations']} evaluations, validation top-1 "
-                  f"{100 * m['accuracy']:.2f} % vs all-int8 {100 * m['accuracy_int8']:.2f} % "
+                  f"{100 * m['accuracy']:.2f} % vs all-int8 {100 * m['accuracy_int8']:.2f} %{se} "
                   f"(all-int4 {100 * m['accuracy_int4']:.2f} %), {len(m['int4_tensors'])} int4 / "
                   f"{len(m['int8_tensors'])} int8 weight tensors, weights {m['weights_bytes']:,} B vs "
                   f"{m['weights_bytes_int8']:,} B (-{m['saving_pct']:.1f} %)")

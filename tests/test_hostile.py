@@ -508,12 +508,20 @@ def test_zoo_add_ignores_leftover_temp_files(tmp_path):
     rundir.write_json(run / rundir.METRICS, {"model": "st_mnist_v1", "dataset": "glyphs36", "input_shape": [28, 28, 1],
                                              "num_classes": 36})
     rundir.write_json(run / rundir.MODEL_INFO, {})
-    for name in (rundir.FLOAT_MODEL, rundir.INT8_TFLITE, "MODEL_CARD.md", "model.onnx"):
+    for name in (rundir.INT8_TFLITE, "MODEL_CARD.md", "model.onnx"):
         rundir.write_bytes(run / name, b"x")
+    import keras
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(run / rundir.FLOAT_MODEL)
     (run / ".model.abcd1234.tmp.onnx").write_bytes(b"half a model")
     dest = zoo.add(run, tmp_path / "zoo")
     assert (dest / "model.onnx").is_file()
     assert not [p.name for p in dest.iterdir() if ".tmp" in p.name]
+    # a float model that does not load is a one-line error, and no partial file is left
+    rundir.write_bytes(run / rundir.FLOAT_MODEL, b"not a zip")
+    with pytest.raises(ModelFileError, match="cannot load Keras model"):
+        zoo.add(run, tmp_path / "zoo2")
+    assert not [p.name for p in (tmp_path / "zoo2").rglob("*") if ".tmp" in p.name]
 
 
 # ---------------------------------------------------------------------------

@@ -170,6 +170,51 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
         zoo.add(tmp_path, tmp_path / "zoo")
 
 
+def _h5_groups(keras_file) -> list[str]:
+    """Top-level groups of the weights file inside a .keras archive (an "optimizer" group holds Adam's moments)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as z:
+        data = z.read("model.weights.h5")
+    with h5py.File(io.BytesIO(data), "r") as f:
+        return list(f.keys())
+
+
+def test_float_model_holds_no_optimizer_and_zoo_add_strips_one(tiny_run, tmp_path):
+    import shutil
+
+    import keras
+
+    from mcuzoo import zoo
+    from mcuzoo.quantize import load_keras_model
+
+    assert "optimizer" not in _h5_groups(tiny_run / rundir.FLOAT_MODEL)
+    assert "optimizer" in _h5_groups(next((tiny_run / "checkpoints").glob("epoch_*.keras")))  # resume needs it
+    # a run of an older mcuzoo kept the optimizer in float_model.keras: the zoo copy drops it
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    model = load_keras_model(run / rundir.FLOAT_MODEL)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    x = np.zeros((2, *model.input_shape[1:]), np.float32)
+    model.fit(x, np.zeros(2, np.int64), verbose=0)
+    model.save(run / rundir.FLOAT_MODEL)
+    assert "optimizer" in _h5_groups(run / rundir.FLOAT_MODEL)
+    # and a stale mixed model from an earlier search is not left beside the new one
+    dest0 = tmp_path / "zoo" / "st_mnist_v1" / "glyphs36_28"
+    dest0.mkdir(parents=True)
+    (dest0 / "model_qdq_w4_50.0%_w8_50.0%_a8_100%.onnx").write_bytes(b"old")
+    dest = zoo.add(run, tmp_path / "zoo")
+    assert dest == dest0 and not list(dest.glob("*_w4_50.0%*"))
+    assert "optimizer" not in _h5_groups(dest / rundir.FLOAT_MODEL)
+    assert (dest / rundir.FLOAT_MODEL).stat().st_size < (run / rundir.FLOAT_MODEL).stat().st_size
+    copy = load_keras_model(dest / rundir.FLOAT_MODEL)
+    for a, b in zip(model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_onnx_qdq_in_the_run(tiny_run):
     m = json.loads((tiny_run / rundir.METRICS).read_text())
     assert m["onnx_qdq"]["file"] == "model_qdq_int8.onnx"

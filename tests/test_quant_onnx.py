@@ -249,6 +249,78 @@ def test_mixed_search(trained, qdq, tmp_path):
     json.dumps(res.summary())
 
 
+def test_paired_difference_counts_and_standard_error(trained):
+    from mcuzoo.evaluate import evaluate_model, paired_difference
+
+    a = np.array([1, 1, 0, 0, 1, 1, 0, 1], dtype=bool)
+    b = np.array([1, 0, 1, 0, 0, 1, 0, 1], dtype=bool)
+    d = paired_difference(a, b)
+    assert (d.n, d.a_only, d.b_only) == (8, 2, 1)
+    per_image = b.astype(float) - a.astype(float)
+    assert d.diff == pytest.approx(per_image.mean())
+    assert d.se == pytest.approx(per_image.std(ddof=1) / np.sqrt(8))
+    assert paired_difference(a, a).se == 0 and paired_difference(a, a).diff == 0
+    with pytest.raises(McuzooError, match="same images"):
+        paired_difference(a, b[:5])
+    # evaluate_model gives per-image correctness in split order, consistent with its top-1
+    ds = trained["ds"]
+    res = evaluate_model(trained["run"] / rundir.INT8_TFLITE, ds.test, ds.class_names, RESCALE, OFFSET, 7)
+    assert res.correct.dtype == bool and res.correct.shape == (res.n,) == (len(ds.test),)
+    assert res.correct.mean() == pytest.approx(res.top1)
+
+
+def _int4_tensors(path):
+    """Weight tensors held in int4 (the DequantizeLinear data inputs; their zero points are int4 too)."""
+    from onnx import TensorProto
+
+    m = _onnx(path)
+    int4 = {i.name for i in m.graph.initializer if i.data_type == TensorProto.INT4}
+    return sum(n.op_type == "DequantizeLinear" and n.input[0] in int4 for n in m.graph.node)
+
+
+@pytest.mark.parametrize("confidence,lucky", [(0.5, False), (0.9, False), (0.9, True)])
+def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, tmp_path, confidence, lucky):
+    """Each int4 tensor swaps validation images: 2 each way (no loss on average, but noise), or, when
+    ``lucky``, 1 lost and 3 gained. With a plain comparison (0.5) all-int4 passes; at 90 % confidence the
+    search keeps only as many int4 tensors as the standard error allows, and a gain does not pay for noise."""
+    from mcuzoo.evaluate import paired_difference
+    from mcuzoo.mixed import search_mixed
+    from mcuzoo.onnx_qdq import Calibration
+
+    n = 200
+    reference = np.arange(n) < 120
+    lost, gained = (1, 3) if lucky else (2, 2)
+
+    def correct(k):
+        c = reference.copy()
+        c[:lost * k] = False              # right for int8, wrong here
+        c[120:120 + gained * k] = True    # and the other way round
+        return c
+
+    def eval_fn(path):
+        return correct(_int4_tensors(path))
+
+    res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+                       tolerance=0.015, out_dir=tmp_path, max_evals=12, confidence=confidence)
+    k = len(res.int4_tensors)
+    total = len(res.int4_tensors) + len(res.int8_tensors)
+    d = paired_difference(correct(k), reference)
+    assert res.drop == pytest.approx(d.diff) and res.drop_se == pytest.approx(d.se)
+    assert res.accuracy == pytest.approx(res.accuracy_int8 - d.diff)
+    if confidence == 0.5:
+        assert k == total and res.w4_share == pytest.approx(100.0)
+    else:
+        z = 1.2815515655446004
+        assert 0 < k < total and max(res.drop, 0) + z * res.drop_se <= 0.015 + 1e-12
+        # one more int4 tensor would not have passed: its gain does not count
+        more = paired_difference(correct(k + 1), reference)
+        assert z * more.se > 0.015 and (more.diff + z * more.se <= 0.015) == lucky
+    assert res.confidence == confidence
+    with pytest.raises(McuzooError, match="confidence"):
+        search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+                     out_dir=tmp_path, confidence=1.0)
+
+
 # ---------------------------------------------------------------------------
 # per-layer report
 

@@ -399,6 +399,15 @@ class _Context:
         if q:
             gran = "per-channel" if q.get("per_channel", True) else "per-tensor"
             quant = f"int8 ({gran} weights, int8 activations; calibrated on {_int(q.get('calibration_images'))} training images)"
+            qat = self.m.get("qat") or {}
+            if qat.get("epoch"):
+                quant += (f"; the int8 models are made from `{qat.get('file')}`, the float model after "
+                          f"{qat['epoch']} of {qat.get('epochs')} epochs of quantization-aware fine-tuning by distillation "
+                          f"(chosen on validation: int8 loses {100 * float(qat.get('val_drop', 0)):.2f} points against "
+                          f"float there, {100 * float(qat.get('val_drop_ptq', 0)):.2f} without it)")
+            elif qat:
+                quant += (f"; {qat.get('epochs')} epochs of quantization-aware fine-tuning were tried and not kept "
+                          "(plain post-training int8 lost least on validation)")
         else:
             quant = f"{NOT_MEASURED} (this run has no quantization stage)"
         c = self.counts
@@ -643,9 +652,28 @@ class _Context:
         rows = self._accuracy_rows()
         if rows:
             lines.append(_table(["Model", "Format", "Resolution", "Top 1 Accuracy (%)", "Evaluated on"], rows))
+            how = self._mixed_note()
+            if how:
+                lines.append(how)
         else:
             lines.append(f"Top-1 accuracy: {NOT_MEASURED} (this run has no evaluate stage).")
         return head + "\n\n" + "\n\n".join(lines)
+
+    def _mixed_note(self) -> str:
+        """How the mixed int4/int8 model was chosen (the search's own figures, on validation)."""
+        mx = self.m.get("mixed")
+        if not isinstance(mx, dict) or mx.get("tolerance") is None or mx.get("accuracy_int8") is None:
+            return ""
+        tol = 100 * float(mx["tolerance"])
+        text = (f"The mixed int4/int8 model keeps the fewest weights in int8 whose validation top-1 stays within "
+                f"{tol:g} points of the all-int8 model")
+        if mx.get("drop_se") is not None and mx.get("drop") is not None:
+            text += (f" with {100 * float(mx.get('confidence', 0.5)):g} % confidence (on the same validation images: "
+                     f"{0.0 - 100 * float(mx['drop']):+.2f} ± {100 * float(mx['drop_se']):.2f} points against all-int8; "
+                     "a gain counts as no loss)")
+        elif mx.get("accuracy") is not None:
+            text += f" ({_pct(mx['accuracy'])} % against {_pct(mx['accuracy_int8'])} %)"
+        return text + "; the test split took no part in choosing it."
 
     def confusion(self) -> str:
         out = []

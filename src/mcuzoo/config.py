@@ -115,12 +115,15 @@ class TrainingConfig(_Section):
 class QuantizationConfig(_Section):
     per_channel: bool = True
     calibration_samples: int = Field(200, ge=1, le=100_000)
+    qat_epochs: int = Field(0, ge=0, le=1000, description="quantization-aware fine-tuning epochs before int8 (0 = off)")
+    qat_learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="learning rate of the quantization-aware fine-tuning")
     onnx: bool = Field(False, description="also export an ONNX QDQ int8 model (model_qdq_int8.onnx)")
     calibration_method: Literal["minmax", "percentile", "entropy"] = Field("minmax", description="ONNX calibration")
     onnx_opset: int = Field(17, ge=17, le=21)
     onnx_activation_type: Literal["int8", "uint8"] = "int8"
     mixed: bool = Field(False, description="search a mixed int4/int8-weight ONNX model")
     mixed_tolerance: float = Field(0.015, ge=0.0, lt=1.0, description="accuracy the mixed model may lose vs all-int8 (0.015 = 1.5 points)")
+    mixed_confidence: float = Field(0.9, ge=0.5, lt=1.0, description="confidence that the mixed model's loss vs all-int8 is within mixed_tolerance (paired, on validation; 0.5 = plain comparison)")
     mixed_max_evals: int = Field(12, ge=2, le=1000)
     mixed_rank: Literal["sensitivity", "noise", "size"] = "sensitivity"
     report: bool = Field(False, description="per-layer float vs int8 error report (quant_report.json / .png)")

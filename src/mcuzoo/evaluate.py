@@ -67,6 +67,7 @@ class EvalResult:
     per_class: dict[str, float]
     confusion: list[list[int]] = field(repr=False)
     backend: str = ""
+    correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per image, in split order
 
     def summary(self) -> dict:
         return {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "per_class": self.per_class}
@@ -255,14 +256,20 @@ def score(
     predict: Callable[[np.ndarray], np.ndarray],
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     class_names: list[str],
+    correct: list | None = None,
 ) -> tuple[float, int, dict[str, float], list[list[int]]]:
+    """(top-1, images, per-class top-1, confusion matrix); ``correct``, if given, gains one bool per image."""
     k = len(class_names)
     conf = np.zeros((k, k), dtype=np.int64)
     for x, y in batches:
         probs = predict(x)
         if probs.ndim != 2 or probs.shape[1] != k:
             raise McuzooError(f"model gives {probs.shape[-1]} outputs but the data has {k} classes")
-        np.add.at(conf, (np.asarray(y, dtype=np.int64), probs.argmax(axis=1)), 1)
+        y = np.asarray(y, dtype=np.int64)
+        pred = probs.argmax(axis=1)
+        np.add.at(conf, (y, pred), 1)
+        if correct is not None:
+            correct.extend((pred == y).tolist())
     n = int(conf.sum())
     if n == 0:
         raise McuzooError("evaluation split is empty")
@@ -283,5 +290,46 @@ def evaluate_model(
     backend, shape, predict = open_model(model_path, rescale, offset, batch_size)
     if tuple(split.image_shape) != tuple(shape):
         raise McuzooError(f"model input is {shape} but the data gives {tuple(split.image_shape)}")
-    top1, n, per_class, conf = score(predict, split.numpy_batches(batch_size), class_names)
-    return EvalResult(top1, n, per_class, conf, backend)
+    correct: list[bool] = []
+    top1, n, per_class, conf = score(predict, split.numpy_batches(batch_size), class_names, correct)
+    return EvalResult(top1, n, per_class, conf, backend, np.asarray(correct, dtype=bool))
+
+
+@dataclass
+class PairedDifference:
+    """Top-1 of model B minus model A on the same images, with its standard error.
+
+    Only the images on which exactly one model is right move the difference:
+    ``b_only`` (B right, A wrong) and ``a_only``. The standard error is that of
+    the mean of the per-image differences (each -1, 0 or +1), so that
+    ``diff +- 1.96 se`` is the usual 95 % interval of a paired comparison.
+    """
+
+    n: int
+    a_only: int
+    b_only: int
+
+    @property
+    def diff(self) -> float:
+        return (self.b_only - self.a_only) / self.n if self.n else 0.0
+
+    @property
+    def se(self) -> float:
+        if self.n < 2:
+            return 0.0
+        mean = self.diff
+        var = ((self.a_only + self.b_only) / self.n - mean * mean) * self.n / (self.n - 1)
+        return math.sqrt(max(var, 0.0) / self.n)
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "a_only": self.a_only, "b_only": self.b_only,
+                "diff": round(self.diff, 6), "se": round(self.se, 6)}
+
+
+def paired_difference(correct_a, correct_b) -> PairedDifference:
+    """Compare per-image correctness of two models on the same images (see :class:`PairedDifference`)."""
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise McuzooError(f"paired comparison needs per-image results of the same images, got {a.shape} and {b.shape}")
+    return PairedDifference(int(a.size), int((a & ~b).sum()), int((b & ~a).sum()))

@@ -21,6 +21,22 @@ model that passes:
 3. Refine while the evaluation budget lasts: try lowering raised tensors back to
    int4, largest first, keeping each change that still passes.
 
+What "passes" means. A validation split of a few hundred images measures a
+top-1 difference to within about a point, and a search that scores a dozen
+candidates and keeps the smallest one that looks good picks the lucky ones:
+on held-out images it loses more than it seemed to. So when ``eval_fn`` returns
+per-image correctness (a bool per validation image, as
+:func:`mcuzoo.evaluate.evaluate_model`'s ``correct``), a candidate passes only
+if its loss against the all-int8 model is within ``tolerance`` with
+``confidence``: ``max(drop, 0) + z * se <= tolerance``, where ``drop`` and
+``se`` are the paired difference on the same images and its standard error
+(:func:`mcuzoo.evaluate.paired_difference`) and ``z`` the normal quantile of
+``confidence`` (0.9: z = 1.28; 0.5: z = 0, the plain comparison). An observed
+gain counts as no loss, not as credit: int4 weights add noise to the int8
+model and do not make it better in expectation, so a candidate that beats
+all-int8 on validation was lucky, and its luck must not pay for its noise.
+When ``eval_fn`` returns a plain top-1, the plain comparison is used.
+
 Evaluations are capped by ``max_evals`` (the reference and all-int4 included);
 the activation calibration runs once and is reused by every candidate (ORT's
 calibration cache, where the installed onnxruntime has it).
@@ -33,6 +49,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +59,7 @@ import numpy as np
 
 from . import rundir
 from .errors import McuzooError
+from .evaluate import paired_difference
 from .onnx_qdq import (
     INT4_OPSET,
     Calibration,
@@ -85,6 +103,9 @@ class MixedResult:
     weights_bytes_int8: int      # the same for the all-int8 QDQ model
     evaluations: int
     rank: str
+    confidence: float = 0.5
+    drop: float | None = None    # validation top-1 of all-int8 minus the mixed model's (paired, same images)
+    drop_se: float | None = None  # its standard error (None when eval_fn gave plain top-1)
     history: list[dict] = field(default_factory=list)
     int4_nodes: list[str] = field(default_factory=list)  # the Conv/MatMul/Gemm nodes reading those weights
     int8_nodes: list[str] = field(default_factory=list)
@@ -103,7 +124,7 @@ class MixedResult:
         d["file"] = self.path.name
         d["saving_bytes"] = self.saving_bytes
         d["saving_pct"] = round(self.saving_pct, 2)
-        for k in ("accuracy", "accuracy_int8", "accuracy_int4"):
+        for k in ("accuracy", "accuracy_int8", "accuracy_int4", "drop", "drop_se"):
             if d[k] is not None:
                 d[k] = round(d[k], 6)
         for k in ("w4_share", "w8_share", "a8_share"):
@@ -167,18 +188,24 @@ def search_mixed(
     rescale: float | None = None,
     offset: float | None = None,
     keep_int8: bool = False,
+    confidence: float = 0.9,
 ) -> MixedResult:
     """Search int4/int8 weights per tensor; write ``<stem>_qdq_w4_..%_w8_..%_a8_100%.onnx`` into ``out_dir``.
 
     ``calibration``: a :class:`mcuzoo.onnx_qdq.Calibration`, an (images, rescale,
     offset) tuple, or uint8 images with ``rescale``/``offset``. ``eval_fn(path)``
     returns top-1 in [0, 1] of the ONNX file at ``path`` on a validation split.
+    or a bool array of per-image correctness (then ``confidence`` applies, see
+    the module's docstring).
     ``tolerance`` is in the same unit (0.015: 1.5 points). ``keep_int8`` also
     writes the all-int8 reference as ``<stem>_qdq_int8_opset21.onnx``.
     """
     cal: Calibration = as_calibration(calibration, rescale, offset)
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
         raise McuzooError(f"mixed tolerance must be in [0, 1) (0.015 = 1.5 points), got {tolerance!r}")
+    if not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1):
+        raise McuzooError(f"mixed confidence must be in [0.5, 1) (0.9 = 90 %), got {confidence!r}")
+    z = statistics.NormalDist().inv_cdf(float(confidence))
     if int(max_evals) < 2:
         raise McuzooError("mixed search needs at least 2 evaluations (all-int8 and all-int4)")
     if rank not in RANKINGS:
@@ -200,6 +227,8 @@ def search_mixed(
         evals = {"n": 0}
         history: list[dict] = []
         scored: dict[frozenset, tuple[float, int, Path]] = {}
+        per_image: dict[frozenset, np.ndarray] = {}
+        ref: dict = {}
 
         def candidate(raised: frozenset) -> tuple[float, int, Path]:
             if raised in scored:
@@ -208,26 +237,51 @@ def search_mixed(
             bits = {n: (8 if n in raised else 4) for n in names}
             quantize_prepared(prepared, cal, path, per_channel, calibration_method, activation_type,
                               weight_bits=bits, cache_path=cache)
-            acc = float(eval_fn(path))
+            got = eval_fn(path)
+            if isinstance(got, np.ndarray) and got.ndim == 1 and got.size and got.dtype == bool:
+                per_image[raised] = got
+                acc = float(got.mean())
+            else:
+                try:
+                    acc = float(got)
+                except (TypeError, ValueError):
+                    acc = math.nan
             if not (0.0 <= acc <= 1.0) or math.isnan(acc):
-                raise McuzooError(f"mixed search: eval_fn must return top-1 in [0, 1], got {acc!r}")
+                raise McuzooError("mixed search: eval_fn must return top-1 in [0, 1] or per-image correctness "
+                                  f"(a non-empty bool array), got {got!r}"[:300])
             evals["n"] += 1
             size = weights_flash(path).total_bytes
             scored[raised] = (acc, size, path)
             history.append({"int8_tensors": len(raised), "accuracy": round(acc, 6), "weights_bytes": size})
+            if raised in per_image and "correct" in ref:
+                d = paired_difference(per_image[raised], ref["correct"])
+                history[-1].update(drop=round(d.diff, 6), drop_se=round(d.se, 6))
             return scored[raised]
 
         everything = frozenset(names)
         acc8, bytes8, path8 = candidate(everything)
-        target = acc8 - tolerance
+        if everything in per_image:
+            ref["correct"] = per_image[everything]
         history[-1]["note"] = "all-int8 reference"
         acc4, _, _ = candidate(frozenset())
         history[-1]["note"] = "all-int4"
 
-        def passes(raised: frozenset) -> bool:
-            return candidate(raised)[0] >= target - 1e-12
+        def drop_of(raised: frozenset) -> tuple[float, float | None]:
+            acc = candidate(raised)[0]
+            if raised in per_image and "correct" in ref:
+                if per_image[raised].shape != ref["correct"].shape:
+                    raise McuzooError("mixed search: eval_fn gave per-image results for different numbers of images")
+                d = paired_difference(per_image[raised], ref["correct"])
+                return d.diff, d.se
+            return acc8 - acc, None
 
-        if acc4 >= target - 1e-12:
+        def passes(raised: frozenset) -> bool:
+            drop, se = drop_of(raised)
+            if se is None:
+                return drop <= tolerance + 1e-12
+            return max(drop, 0.0) + z * se <= tolerance + 1e-12
+
+        if passes(frozenset()):
             best = frozenset()
         else:
             lo, hi = 0, len(names)  # lo fails, hi passes
@@ -240,16 +294,19 @@ def search_mixed(
             best = frozenset(names[:hi])
             if refine:
                 sizes = {w["name"]: w["size"] for w in ranked}
-                for n in sorted(best, key=lambda n: -sizes[n]):
+                order = {n: i for i, n in enumerate(names)}
+                # largest first; ties in rank order (a set's own order changes with PYTHONHASHSEED)
+                for n in sorted(best, key=lambda n: (-sizes[n], order[n])):
                     if evals["n"] >= max_evals:
                         break
                     trial = best - {n}
                     if passes(trial):
                         best = trial
         # the smallest passing model among all that were scored (ties: the more accurate)
-        passing = [(v[1], -v[0], k) for k, v in scored.items() if v[0] >= target - 1e-12]
+        passing = [(v[1], -v[0], k) for k, v in scored.items() if passes(k)]
         _, _, best = min(passing, key=lambda t: (t[0], t[1], len(t[2])))
         acc, size, path = scored[best]
+        drop, drop_se = drop_of(best)
 
         model = load_onnx(path)
         wf = weights_flash(model)
@@ -269,6 +326,7 @@ def search_mixed(
         w4_share=wf.w4_share, w8_share=wf.w8_share, a8_share=a8,
         int4_tensors=[n for n in names if n not in best], int8_tensors=[n for n in names if n in best],
         weights_bytes=wf.total_bytes, weights_bytes_int8=bytes8, evaluations=evals["n"], rank=rank,
+        confidence=float(confidence) if drop_se is not None else 0.5, drop=drop, drop_se=drop_se,
         history=history,
         int4_nodes=[nodes[n] for n in names if n not in best], int8_nodes=[nodes[n] for n in names if n in best],
     )

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -456,12 +457,13 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     used to report the top-1 of the written models. ``onnx``/``mixed``/``report``
     override the config flags; ``options`` overrides other settings by name
     (per_channel, calibration_method, calibration_samples, onnx_opset,
-    onnx_activation_type, mixed_tolerance, mixed_max_evals, mixed_rank,
-    report_images). Returns a dict for metrics.json.
+    onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
+    mixed_rank, report_images). Returns a dict for metrics.json.
     """
     from .evaluate import evaluate_model, read_model_info
     from .mixed import search_mixed
-    from .onnx_qdq import Calibration, describe_qdq, export_qdq, float_onnx_name, weights_flash
+    from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
+    from .qat import QAT_MODEL
 
     run_dir = Path(run_dir)
     opts = dict(options or {})
@@ -494,17 +496,28 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     def top1(path, split):
         return evaluate_model(path, split, class_names, rescale, offset, bs).top1
 
+    # the int8 models come from the quantization-aware fine-tuned weights where the quantize stage made them
+    qat_path = run_dir / QAT_MODEL
+    source = qat_path if qat_path.is_file() else float_path
+    tmpdir = tempfile.TemporaryDirectory(prefix="mcuzoo_extras_")
+    tmp = Path(tmpdir.name)
+    mixed_float = run_dir / float_onnx_name()
     if do_onnx or do_mixed:
         t0 = time.time()
+        opset = int(opt("onnx_opset", 17))
         console.print(f"ONNX QDQ int8 ({'per-channel' if per_channel else 'per-tensor'}, {method} calibration "
-                      f"on {len(calib)} images) ...")
-        qdq = export_qdq(float_path, calib, run_dir, rescale, offset, per_channel=per_channel,
-                         calibration_method=method, opset=int(opt("onnx_opset", 17)),
+                      f"on {len(calib)} images{', from ' + source.name if source != float_path else ''}) ...")
+        qsrc = float_path
+        if source != float_path:  # model_float.onnx stays the float model; the QDQ model quantizes the QAT one
+            export_float_onnx(float_path, run_dir / float_onnx_name(), opset)
+            qsrc = mixed_float = export_float_onnx(source, tmp / "model_qat_float.onnx", opset)
+        qdq = export_qdq(qsrc, calib, run_dir, rescale, offset, per_channel=per_channel,
+                         calibration_method=method, opset=opset,
                          activation_type=str(opt("onnx_activation_type", "int8")))
         d = describe_qdq(qdq)
         wf = weights_flash(qdq)
         out["onnx"] = {
-            "file": qdq.name, "float_file": float_onnx_name(), "per_channel": per_channel,
+            "file": qdq.name, "float_file": float_onnx_name(), "source": source.name, "per_channel": per_channel,
             "calibration_method": method, "calibration_images": int(len(calib)), "opset": d["opset"],
             "size_bytes": qdq.stat().st_size, "weights_flash_bytes": wf.total_bytes,
             "seconds": round(time.time() - t0, 1),
@@ -515,15 +528,20 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     if do_mixed:
         t0 = time.time()
         tol = float(opt("mixed_tolerance", 0.015))
-        console.print(f"mixed int4/int8 weights search (within {100 * tol:g} points of int8 on validation) ...")
+        conf = float(opt("mixed_confidence", 0.9))
+        console.print(f"mixed int4/int8 weights search (within {100 * tol:g} points of int8 on validation, "
+                      f"{100 * conf:g} % confidence) ...")
         res = search_mixed(
-            run_dir / float_onnx_name(), Calibration(calib, rescale, offset),
-            lambda p: top1(p, dataset.val), tolerance=tol, out_dir=run_dir, per_channel=per_channel,
+            mixed_float, Calibration(calib, rescale, offset),
+            lambda p: evaluate_model(p, dataset.val, class_names, rescale, offset, bs).correct,
+            tolerance=tol, out_dir=run_dir, per_channel=per_channel,
             calibration_method=method, activation_type=str(opt("onnx_activation_type", "int8")),
             rank=str(opt("mixed_rank", "sensitivity")), max_evals=int(opt("mixed_max_evals", 12)),
+            confidence=conf,
         )
         m = res.summary()
         m.pop("path")
+        m["source"] = source.name
         m["seconds"] = round(time.time() - t0, 1)
         if eval_split is not None:
             m["top1"] = round(top1(res.path, eval_split), 6)
@@ -542,6 +560,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         write_report(errors, run_dir / REPORT_PNG, run_dir / REPORT_JSON)
         out["report"] = {"json": REPORT_JSON, "png": REPORT_PNG, **errors.summary(),
                          "seconds": round(time.time() - t0, 1)}
+    tmpdir.cleanup()
     return out
 
 
@@ -565,6 +584,10 @@ def cmd_quantize(args) -> int:
     for need in (rundir.CONFIG, rundir.FLOAT_MODEL):
         if not (run_dir / need).is_file():
             raise McuzooError(f"{run_dir} is not a finished run: {need} is missing")
+    if args.tolerance is not None and not 0 <= args.tolerance < 1:
+        raise McuzooError(f"--tolerance must be in [0, 1) (0.015 = 1.5 points), got {args.tolerance:g}")
+    if args.confidence is not None and not 0.5 <= args.confidence < 1:
+        raise McuzooError(f"--confidence must be in [0.5, 1) (0.9 = 90 %), got {args.confidence:g}")
     do = {"onnx": args.onnx, "mixed": args.mixed, "report": args.report}
     if not any(do.values()):
         do = {"onnx": True, "mixed": False, "report": True}
@@ -573,6 +596,7 @@ def cmd_quantize(args) -> int:
         "per_channel": False if args.per_tensor else None,
         "calibration_method": args.calibration_method, "calibration_samples": args.calibration_samples,
         "onnx_opset": args.opset, "mixed_tolerance": args.tolerance, "mixed_max_evals": args.max_evals,
+        "mixed_confidence": args.confidence,
         "report_images": args.report_images,
     }
     from .data import load_run_dataset
@@ -630,6 +654,9 @@ def register_cli(subparsers) -> None:
                    help=f"ONNX opset of the QDQ int8 model ({MIN_OPSET}-{MAX_OPSET}, default {MIN_OPSET})")
     q.add_argument("--tolerance", type=float, default=None, metavar="T",
                    help="mixed: allowed top-1 drop vs all-int8 on validation, as a fraction (default 0.015)")
+    q.add_argument("--confidence", type=float, default=None, metavar="C",
+                   help="mixed: confidence that the loss vs all-int8 is within the tolerance, from the paired "
+                        "difference on validation (default 0.9; 0.5 = plain comparison)")
     q.add_argument("--max-evals", type=int, default=None, metavar="N", help="mixed: evaluation budget (default 12)")
     q.add_argument("--report-images", type=int, default=None, metavar="N", help="report: images (default 32)")
     q.add_argument("--top", type=int, default=20, metavar="N", help="report: rows shown in the table (default 20)")

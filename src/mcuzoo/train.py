@@ -4,7 +4,7 @@ Entry point: :func:`train`. It reads the dataset's train and validation splits
 only (the test split never takes part in model selection) and writes into the
 run directory:
 
-- ``float_model.keras``: the best model by validation accuracy;
+- ``float_model.keras``: the best model by validation accuracy (weights only, no optimizer state);
 - ``checkpoints/epoch_NNNN.keras`` + ``checkpoints/state.json``: the last
   epoch's model with its optimizer state, and everything else a resumed run
   needs (epoch, learning rate, ReduceLROnPlateau / EarlyStopping counters, best
@@ -368,7 +368,7 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         state.history.append(row)
         state.seconds += row["seconds"]
         if state.best_val_accuracy > previous_best:
-            _save_best(_float32_copy(model, cfg, len(dataset.class_names)), run_dir, chief)
+            _save_best(_inference_copy(model, cfg, len(dataset.class_names)), run_dir, chief)
         if new_lr is not None:
             model.optimizer.learning_rate.assign(new_lr)
             state.learning_rate = new_lr
@@ -455,14 +455,16 @@ def _distributed_epoch(model, strategy, train_ds, val_ds, global_batch: int) -> 
     return {name: float(m.result()) for name, m in fns["metrics"].items()}
 
 
-def _float32_copy(model, cfg: Config, num_classes: int):
-    """The model itself, or under mixed precision a float32 twin with its weights (for export and int8)."""
+def _inference_copy(model, cfg: Config, num_classes: int):
+    """A float32, uncompiled twin of ``model`` with its weights: what ``float_model.keras`` holds.
+
+    Without an optimizer the file is a third of the size (no Adam moments), and under mixed
+    precision the twin is float32 for export and int8 conversion. Checkpoints keep the optimizer.
+    """
     import keras
 
     from .models import build_model
 
-    if cfg.training.mixed_precision == "none":
-        return model
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:

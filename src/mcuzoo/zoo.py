@@ -13,11 +13,13 @@ from pathlib import Path
 
 from . import rundir
 from .errors import McuzooError
+from .mixed import MIXED_GLOB
+from .qat import QAT_MODEL
 
 PUBLISHED = (
     rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, rundir.ANALYSIS,
     rundir.HISTORY, rundir.TRAINING_LOG, "MODEL_CARD.md", "confusion_float.png", "confusion_int8.png",
-    "training_curves.png", "memory_timeline.png", "quant_report.json", "quant_report.png",
+    "training_curves.png", "memory_timeline.png", "quant_report.json", "quant_report.png", QAT_MODEL,
 )
 REQUIRED = (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, "MODEL_CARD.md")
 
@@ -49,9 +51,23 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
         src = run_dir / name
         if src.is_file():
             with rundir.atomic_path(dest / name) as tmp:
-                shutil.copyfile(src, tmp)
+                if name == rundir.FLOAT_MODEL:
+                    _without_optimizer(src, tmp)
+                else:
+                    shutil.copyfile(src, tmp)
+    # a mixed model of an earlier search (other shares in its name) would be mistaken for this one
+    for old in [*dest.glob(f"*{MIXED_GLOB}"), dest / QAT_MODEL]:
+        if not (run_dir / old.name).is_file():
+            old.unlink(missing_ok=True)
     index(zoo_dir)
     return dest
+
+
+def _without_optimizer(src: Path, out: Path) -> None:
+    """Copy a .keras model without its optimizer state (older runs kept Adam's moments: 2/3 of the file)."""
+    from .quantize import load_keras_model
+
+    load_keras_model(src).save(out)  # loaded uncompiled: nothing but the model is written
 
 
 def _row(folder: Path, zoo_dir: Path) -> dict | None:
