@@ -5,7 +5,8 @@ For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``
 
 * reloads the run's dataset from its config (the same splits, same seed),
 * exports the QDQ int8 ONNX model and searches the mixed int4/int8 one (the
-  search scores the **validation** split only),
+  search scores the **validation** split only), from ``float_model_qat.keras``
+  where the run made one (``quantization.qat_epochs``), as the run itself does,
 * scores float (.keras), int8 (.tflite), QDQ int8 (.onnx) and mixed (.onnx) on
   the held-out split (test when the run has one, else validation, said so),
 * compares each quantized model with its reference on the same images (int8,
@@ -63,8 +64,12 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.qreport import tflite_weights_flash
     from mcuzoo.quantize import quantize_tflite
 
+    from mcuzoo.qat import QAT_MODEL
+
     cfg = load_config(run_dir / rundir.CONFIG)
     float_path = run_dir / rundir.FLOAT_MODEL
+    # int8 models come from the quantization-aware fine-tuned copy where the run made one (as in the run)
+    source = run_dir / QAT_MODEL if (run_dir / QAT_MODEL).is_file() else float_path
     tflite_path = run_dir / rundir.INT8_TFLITE
     info = read_model_info(float_path)
     rescale = info.rescale if info else cfg.preprocessing.rescale
@@ -98,12 +103,12 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
         # the .tflite again with another number of calibration images (same seed, same first images)
         out = work / f"model_int8_calib{n}.tflite"
         t = time.time()
-        quantize_tflite(float_path, ds.train.take(n, seed=cfg.dataset.seed), out, rescale, offset,
+        quantize_tflite(source, ds.train.take(n, seed=cfg.dataset.seed), out, rescale, offset,
                         per_channel=not args.per_tensor)
         rows.append({"model": f"int8 (.tflite, {n} calibration images)", "file": out.name, "top1": top1(out),
                      "weights_bytes": tflite_weights_flash(out)["total_bytes"], "seconds": round(time.time() - t, 1)})
     t = time.time()
-    qdq = export_qdq(float_path, calib, work, rescale, offset, per_channel=not args.per_tensor,
+    qdq = export_qdq(source, calib, work, rescale, offset, per_channel=not args.per_tensor,
                      calibration_method=args.calibration_method)
     rows[0]["weights_bytes"] = weights_flash(work / "model_float.onnx").total_bytes  # float32 after BN folding
     rows.append({"model": f"QDQ int8 (.onnx, {args.calibration_method})", "file": qdq.name, "top1": top1(qdq),
@@ -127,7 +132,7 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
         x["vs_reference"] = paired_difference(correct[x["reference"]], correct[x["file"]]).to_json()
     return {
         "run": str(run_dir), "model": cfg.model.name, "dataset": ds.name, "input_shape": list(cfg.model.input_shape),
-        "split": split_name, "n": len(split), "calibration_images": int(len(calib)),
+        "split": split_name, "n": len(split), "calibration_images": int(len(calib)), "int8_source": source.name,
         "train_epochs": _epochs(run_dir), "rows": rows, "mixed": mixed, "seconds": round(time.time() - t0, 1),
     }
 
@@ -171,7 +176,10 @@ def markdown(results: list[dict]) -> str:
             if x["model"].startswith("mixed") and ref:
                 kib += f" ({100 * (x['weights_bytes'] - ref) / ref:+.1f} % vs QDQ int8)"
             head = f"{r['model']}, {r['dataset']}, {'x'.join(map(str, r['input_shape']))}"
-            lines.append(f"| {head} | {r['split']} ({r['n']}) | {x['model']} `{x['file']}` | "
+            what = x["model"]
+            if x is not r["rows"][0] and r.get("int8_source", "").endswith("_qat.keras"):
+                what += f", from `{r['int8_source']}`"
+            lines.append(f"| {head} | {r['split']} ({r['n']}) | {what} `{x['file']}` | "
                          f"{100 * x['top1']:.2f} | {_vs(x)} | {_goal(x)} | {kib} |")
     return "\n".join(lines)
 

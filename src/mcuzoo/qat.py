@@ -175,6 +175,17 @@ def _set_ranges(taps, fqs, images: np.ndarray, rescale: float, offset: float, ba
         fq.hi.assign(max(hi[j], lo[j] + 1e-6))
 
 
+def _bar(title: str, steps: int):
+    """A transient progress bar over an epoch's steps (a terminal only): (progress, task)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(title), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                        console=console, transient=True)
+    task = progress.add_task("", total=steps, info="")
+    progress.start()
+    return progress, task
+
+
 # ---------------------------------------------------------------------------
 # entry point
 
@@ -252,7 +263,7 @@ def finetune_qat(
                     with rundir.atomic_path(tmp / "best.keras") as t:
                         student.save(t)
             if verbose:
-                what = "post-training int8" if epoch == 0 else f"QAT epoch {epoch}/{epochs}: KL {loss:.5f},"
+                what = "post-training" if epoch == 0 else f"QAT epoch {epoch}/{epochs} (KL {loss:.5f}):"
                 console.print(f"{what} int8 vs float on validation: {0.0 - 100 * drop:+.2f} points "
                               f"({d.b_only} only float right / {d.a_only} only int8 right)")
 
@@ -264,11 +275,16 @@ def finetune_qat(
             if aug is not None:
                 ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
             losses = []
+            bar = _bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
             for step, (x, _) in enumerate(ds):
                 x = tf.cast(x, tf.float32) * rescale + offset
                 losses.append(float(qmodel.train_on_batch(x, teacher(x, training=False))))
+                if bar is not None:
+                    bar[0].update(bar[1], completed=step + 1, info=f"KL {np.mean(losses):.5f}")
                 if step + 1 >= steps:
                     break
+            if bar is not None:
+                bar[0].stop()
             with rundir.atomic_path(tmp / "epoch.keras") as t:
                 student.save(t)
             score_epoch(epoch, tmp / "epoch.keras", float(np.mean(losses)))

@@ -49,12 +49,17 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     names = list(PUBLISHED) + sorted(p.name for p in run_dir.glob("*.onnx") if not p.name.startswith("."))
     for name in names:
         src = run_dir / name
-        if src.is_file():
-            with rundir.atomic_path(dest / name) as tmp:
-                if name == rundir.FLOAT_MODEL:
-                    _without_optimizer(src, tmp)
-                else:
-                    shutil.copyfile(src, tmp)
+        if not src.is_file():
+            continue
+        if name == rundir.FLOAT_MODEL:
+            model = _without_optimizer(src)
+            if model is not None:
+                if not _same_weights(model, dest / name):  # a re-save differs in bytes: keep the zoo's copy
+                    with rundir.atomic_path(dest / name) as tmp:
+                        model.save(tmp)
+                continue
+        with rundir.atomic_path(dest / name) as tmp:
+            shutil.copyfile(src, tmp)
     # a mixed model of an earlier search (other shares in its name) would be mistaken for this one
     for old in [*dest.glob(f"*{MIXED_GLOB}"), dest / QAT_MODEL]:
         if not (run_dir / old.name).is_file():
@@ -63,11 +68,40 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     return dest
 
 
-def _without_optimizer(src: Path, out: Path) -> None:
-    """Copy a .keras model without its optimizer state (older runs kept Adam's moments: 2/3 of the file)."""
+def _without_optimizer(src: Path):
+    """The model of a .keras file that holds optimizer state (older runs kept Adam's moments: 2/3 of the
+    file), loaded uncompiled so that saving it writes the model alone; None when there is none to strip."""
+    import io
+    import zipfile
+
     from .quantize import load_keras_model
 
-    load_keras_model(src).save(out)  # loaded uncompiled: nothing but the model is written
+    try:
+        with zipfile.ZipFile(src) as z:
+            weights = z.read("model.weights.h5")
+        import h5py
+
+        with h5py.File(io.BytesIO(weights), "r") as f:
+            if "optimizer" not in f:
+                return None
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+        pass  # not a readable .keras: loading says what is wrong
+    return load_keras_model(src)
+
+
+def _same_weights(model, path: Path) -> bool:
+    import numpy as np
+
+    from .quantize import load_keras_model
+
+    if not path.is_file():
+        return False
+    try:
+        other = load_keras_model(path).get_weights()
+    except McuzooError:
+        return False
+    mine = model.get_weights()
+    return len(mine) == len(other) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, other))
 
 
 def _row(folder: Path, zoo_dir: Path) -> dict | None:
