@@ -67,7 +67,8 @@ def test_qat_in_a_run_keeps_the_epoch_validation_prefers(trained):
     from mcuzoo.pipeline import run
     from mcuzoo.qat import QAT_MODEL
 
-    run(resume=trained, overrides=["quantization.qat_epochs=2", "quantization.qat_learning_rate=0.0003"])
+    run(resume=trained, overrides=["quantization.qat_epochs=2", "quantization.qat_learning_rate=0.0003",
+                                   "quantization.onnx=true", "stages=[train,quantize,evaluate]"])
     m = json.loads((trained / rundir.METRICS).read_text())
     q = m["qat"]
     assert [h["epoch"] for h in q["history"]] == [0, 1, 2] and q["history"][0]["kl"] is None
@@ -76,6 +77,9 @@ def test_qat_in_a_run_keeps_the_epoch_validation_prefers(trained):
     best = min(q["history"], key=lambda h: (h["val_drop"], h["val_only_float_right"] + h["val_only_int8_right"]))
     assert q["epoch"] == best["epoch"] and q["val_drop"] == pytest.approx(best["val_drop"])
     assert q["val_drop"] <= q["val_drop_ptq"] and q["val_n"] > 0
+    # the QDQ model comes from the same weights as the .tflite; model_float.onnx stays the float model
+    assert m["onnx_qdq"]["source"] == m["quantization"]["source"] and m["onnx_qdq"]["top1"] >= 0
+    assert (trained / "model_float.onnx").is_file() and not list(trained.glob("*qat*.onnx"))
     if q["epoch"] > 0:
         assert (trained / QAT_MODEL).is_file() and m["quantization"]["source"] == QAT_MODEL
     else:
@@ -119,3 +123,18 @@ def test_bad_qat_settings_are_clear_errors(trained):
     empty = type(ds)(ds.name, ds.class_names, ds.train, ds.val.subset(np.arange(0)), ds.test)
     with pytest.raises(McuzooError, match="validation split"):
         finetune_qat(trained / rundir.FLOAT_MODEL, empty, trained, calib, 1 / 127.5, -1.0, epochs=1)
+
+
+def test_graphs_the_fine_tuning_cannot_follow_are_refused():
+    import keras
+
+    from mcuzoo.qat import fake_quant_graph
+
+    inp = keras.Input((8,))
+    dense = keras.layers.Dense(8)
+    shared = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(dense(dense(inp))))
+    with pytest.raises(McuzooError, match="'dense.*' is used more than once"):
+        fake_quant_graph(shared)
+    two = keras.Model(inp, [keras.layers.Dense(2)(inp), keras.layers.Dense(3)(inp)])
+    with pytest.raises(McuzooError, match="one input and one output"):
+        fake_quant_graph(two)
