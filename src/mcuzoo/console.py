@@ -56,3 +56,14 @@ def captured_output() -> Iterator[list[str]]:
             os.close(saved[1])
             buf.seek(0)
             lines.extend(buf.read().decode("utf-8", "replace").splitlines())
+
+
+def step_bar(title: str, total: int):
+    """A transient progress bar over ``total`` steps, with an ``info`` field: (progress, task), started."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(title), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                        console=console, transient=True)
+    task = progress.add_task("", total=total, info="")
+    progress.start()
+    return progress, task

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
-from .console import console
+from .console import console, step_bar
 from .errors import McuzooError
 
 QAT_MODEL = "float_model_qat.keras"
@@ -175,17 +175,6 @@ def _set_ranges(taps, fqs, images: np.ndarray, rescale: float, offset: float, ba
         fq.hi.assign(max(hi[j], lo[j] + 1e-6))
 
 
-def _bar(title: str, steps: int):
-    """A transient progress bar over an epoch's steps (a terminal only): (progress, task)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn(title), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                        console=console, transient=True)
-    task = progress.add_task("", total=steps, info="")
-    progress.start()
-    return progress, task
-
-
 # ---------------------------------------------------------------------------
 # entry point
 
@@ -260,8 +249,7 @@ def finetune_qat(
             if best["key"] is None or key < best["key"]:
                 best.update(epoch=epoch, key=key, drop=drop)
                 if epoch > 0:
-                    with rundir.atomic_path(tmp / "best.keras") as t:
-                        student.save(t)
+                    student.save(tmp / "best.keras")
             if verbose:
                 what = "post-training" if epoch == 0 else f"QAT epoch {epoch}/{epochs} (KL {loss:.5f}):"
                 console.print(f"{what} int8 vs float on validation: {0.0 - 100 * drop:+.2f} points "
@@ -275,7 +263,7 @@ def finetune_qat(
             if aug is not None:
                 ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
             losses = []
-            bar = _bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
+            bar = step_bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
             for step, (x, _) in enumerate(ds):
                 x = tf.cast(x, tf.float32) * rescale + offset
                 losses.append(float(qmodel.train_on_batch(x, teacher(x, training=False))))
@@ -285,8 +273,7 @@ def finetune_qat(
                     break
             if bar is not None:
                 bar[0].stop()
-            with rundir.atomic_path(tmp / "epoch.keras") as t:
-                student.save(t)
+            student.save(tmp / "epoch.keras")
             score_epoch(epoch, tmp / "epoch.keras", float(np.mean(losses)))
         final = out_dir / QAT_MODEL
         if best["epoch"] > 0:

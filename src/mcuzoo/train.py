@@ -239,14 +239,9 @@ def _progress_callback(epochs: int, steps: int):
             self.epoch = 0
 
         def on_epoch_begin(self, epoch, logs=None):
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            from .console import step_bar
 
-            self.progress = Progress(
-                TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(), console=console, transient=True,
-            )
-            self.task = self.progress.add_task("", total=steps, info="")
-            self.progress.start()
+            self.progress, self.task = step_bar(f"epoch {epoch + 1}/{epochs}", steps)
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
