@@ -64,12 +64,11 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.qreport import tflite_weights_flash
     from mcuzoo.quantize import quantize_tflite
 
-    from mcuzoo.qat import QAT_MODEL
+    from mcuzoo.qat import int8_source
 
     cfg = load_config(run_dir / rundir.CONFIG)
     float_path = run_dir / rundir.FLOAT_MODEL
-    # int8 models come from the quantization-aware fine-tuned copy where the run made one (as in the run)
-    source = run_dir / QAT_MODEL if (run_dir / QAT_MODEL).is_file() else float_path
+    source = int8_source(run_dir)  # the quantization-aware fine-tuned copy where the run made one, as in the run
     tflite_path = run_dir / rundir.INT8_TFLITE
     info = read_model_info(float_path)
     rescale = info.rescale if info else cfg.preprocessing.rescale

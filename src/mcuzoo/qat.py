@@ -53,6 +53,13 @@ from .errors import McuzooError
 QAT_MODEL = "float_model_qat.keras"
 
 
+def int8_source(run_dir: str | Path) -> Path:
+    """The Keras model a run's int8 models are made from: ``float_model_qat.keras`` where the quantize stage kept
+    one, else ``float_model.keras``."""
+    qat = Path(run_dir) / QAT_MODEL
+    return qat if qat.is_file() else Path(run_dir) / rundir.FLOAT_MODEL
+
+
 @dataclass
 class QatResult:
     path: Path | None            # float_model_qat.keras, or None when plain post-training int8 won

@@ -463,7 +463,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     from .evaluate import evaluate_model, read_model_info
     from .mixed import search_mixed
     from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
-    from .qat import QAT_MODEL
+    from .qat import int8_source
 
     run_dir = Path(run_dir)
     opts = dict(options or {})
@@ -497,10 +497,8 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         return evaluate_model(path, split, class_names, rescale, offset, bs).top1
 
     # the int8 models come from the quantization-aware fine-tuned weights where the quantize stage made them
-    qat_path = run_dir / QAT_MODEL
-    source = qat_path if qat_path.is_file() else float_path
-    tmpdir = tempfile.TemporaryDirectory(prefix="mcuzoo_extras_")
-    tmp = Path(tmpdir.name)
+    source = int8_source(run_dir)
+    tmpdir = None  # holds the QAT model's float ONNX, made only when the QDQ models need it
     mixed_float = run_dir / float_onnx_name()
     if do_onnx or do_mixed:
         t0 = time.time()
@@ -510,7 +508,8 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         qsrc = float_path
         if source != float_path:  # model_float.onnx stays the float model; the QDQ model quantizes the QAT one
             export_float_onnx(float_path, run_dir / float_onnx_name(), opset)
-            qsrc = mixed_float = export_float_onnx(source, tmp / "model_qat_float.onnx", opset)
+            tmpdir = tempfile.TemporaryDirectory(prefix="mcuzoo_extras_")
+            qsrc = mixed_float = export_float_onnx(source, Path(tmpdir.name) / "model_qat_float.onnx", opset)
         qdq = export_qdq(qsrc, calib, run_dir, rescale, offset, per_channel=per_channel,
                          calibration_method=method, opset=opset,
                          activation_type=str(opt("onnx_activation_type", "int8")))
@@ -560,7 +559,8 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         write_report(errors, run_dir / REPORT_PNG, run_dir / REPORT_JSON)
         out["report"] = {"json": REPORT_JSON, "png": REPORT_PNG, **errors.summary(),
                          "seconds": round(time.time() - t0, 1)}
-    tmpdir.cleanup()
+    if tmpdir is not None:
+        tmpdir.cleanup()
     return out
 
 
