@@ -170,6 +170,17 @@ def test_training_settings_come_from_the_config(tiny_run, card):
     assert f"patience={cfg['training']['reduce_lr']['patience']}" in row_value(tr, "Callbacks")
     assert row_value(tr, "Training time") == f"{m['training']['seconds']:,} s"
     assert "```bash\nmcuzoo run config.yaml\n```" in text
+    assert "Initial weights" not in tr  # trained from scratch
+
+
+def test_card_names_the_initial_weights_of_a_continued_run(run_copy):
+    import yaml
+
+    cfg = yaml.safe_load((run_copy / rundir.CONFIG).read_text())
+    cfg["training"]["initial_weights"] = "runs/first/float_model.keras"
+    (run_copy / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
+    tr = section(write_card(run_copy).read_text(encoding="utf-8"), "## Training")
+    assert row_value(tr, "Initial weights").startswith("`runs/first/float_model.keras` (training continued")
 
 
 def test_without_analysis_the_card_says_not_measured(tiny_run, card):

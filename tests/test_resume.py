@@ -139,3 +139,46 @@ def test_augmented_training_is_deterministic(tmp_path):
     assert ha["loss"] == hb["loss"]
     for x, y in zip(weights(a / rundir.FLOAT_MODEL), weights(b / rundir.FLOAT_MODEL)):
         np.testing.assert_array_equal(x, y)
+
+
+def _kernels(path):
+    import keras
+
+    import mcuzoo.models  # noqa: F401
+
+    m = keras.saving.load_model(path, safe_mode=True)
+    return [np.asarray(w) for layer in m.layers for w in layer.trainable_weights]
+
+
+def test_initial_weights_continue_from_another_run(tmp_path, capsys):
+    """`training.initial_weights` starts a new run from a finished run's weights (not from random ones);
+    a model of another shape or a missing file is a one-line error."""
+    from mcuzoo.cli import main
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+
+    base = [f"output_dir={tmp_path}", "dataset.samples_per_class=10", "training.epochs=1", "stages=[train]",
+            "training.verbose=false"]
+    first = run(load_config(None, base + ["name=first"]))
+    src = first / rundir.FLOAT_MODEL
+    # a learning rate of ~0 keeps the trainable weights where they started: the first run's
+    cont = run(load_config(None, base + ["name=cont", f"training.initial_weights={src}", "training.learning_rate=1e-12"]))
+    fresh = run(load_config(None, base + ["name=fresh", "training.learning_rate=1e-12", "training.seed=1"]))
+    a, b, c = _kernels(src), _kernels(cont / rundir.FLOAT_MODEL), _kernels(fresh / rundir.FLOAT_MODEL)
+    assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(a, b))
+    assert not all(np.allclose(x, y, atol=1e-3) for x, y in zip(a, c))
+    assert load_config(cont / rundir.CONFIG).training.initial_weights == str(src)  # the run records where it began
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output_dir: {tmp_path}\n")
+    code = main(["run", str(cfg), "name=other", "dataset.samples_per_class=10", "training.epochs=1",
+                 "stages=[train]", "training.verbose=false", "model.name=squeezenet_v1_0", "model.input_shape=[40,40,1]",
+                 f"training.initial_weights={src}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "initial_weights" in err and "not the same model" in err
+    assert "Traceback" not in err
+    code = main(["run", str(cfg), "name=missing", "dataset.samples_per_class=10", "training.epochs=1",
+                 "stages=[train]", f"training.initial_weights={tmp_path / 'nope.keras'}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "training.initial_weights: model file not found" in err and "nope.keras" in err
+    assert "Traceback" not in err and not (tmp_path / "missing").exists()  # refused before a run directory is made

@@ -707,6 +707,9 @@ class _Context:
             lr = t.get("learning_rate")
             rows.append(["Learning rate", f"{lr:g} (initial)" if isinstance(lr, (int, float)) else NOT_MEASURED])
             rows.append(["Batch size", _int(t.get("batch_size"))])
+        if t.get("initial_weights"):
+            rows.append(["Initial weights", f"`{t['initial_weights']}` (training continued from that model with a "
+                                            "fresh optimizer; epochs below count this run only)"])
         epochs = f"{tm['epochs_run']} run" if tm.get("epochs_run") is not None else NOT_MEASURED
         if t.get("epochs") is not None:
             epochs += f" (at most {t['epochs']})"

@@ -110,6 +110,9 @@ class TrainingConfig(_Section):
     cluster: Optional[ClusterConfig] = None
     scale_learning_rate: bool = Field(True, description="multiply learning_rate by the number of replicas")
     mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = "none"
+    initial_weights: Optional[str] = Field(
+        None, description="start from this .keras model's weights (same model, input and classes; e.g. a zoo model "
+                          "to train further) instead of a random initialisation; a fresh optimizer")
 
 
 class QuantizationConfig(_Section):

@@ -35,6 +35,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
     get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
+    init = cfg.training.initial_weights
+    if resume is None and "train" in cfg.stages and init and not Path(init).is_file():
+        raise McuzooError(f"training.initial_weights: model file not found: {init}")
     shape = tuple(cfg.model.input_shape)
     dataset = load_run_dataset(cfg)
     chief = is_chief(cfg)

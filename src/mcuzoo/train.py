@@ -1,4 +1,4 @@
-"""Training stage: from scratch, with the cards' callbacks, checkpointed every epoch.
+"""Training stage: from scratch (or from ``training.initial_weights``), with the cards' callbacks, checkpointed every epoch.
 
 Entry point: :func:`train`. It reads the dataset's train and validation splits
 only (the test split never takes part in model selection) and writes into the
@@ -267,6 +267,30 @@ def _epoch_line(row: dict, epochs: int) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _load_initial_weights(model, path: str) -> None:
+    """Copy the weights of the .keras model at ``path`` into ``model``, which must have the same layers and shapes."""
+    from .quantize import load_keras_model
+
+    try:
+        src = load_keras_model(path)
+    except McuzooError as e:
+        raise McuzooError(f"training.initial_weights: {e}") from None
+    ours = {layer.name: layer for layer in model.layers if layer.weights}
+    theirs = {layer.name: layer for layer in src.layers if layer.weights}
+    if sorted(ours) != sorted(theirs):
+        missing = sorted(set(ours) ^ set(theirs))
+        raise McuzooError(f"training.initial_weights {path}: not the same model as {model.name} "
+                          f"(layers differ: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})")
+    for name, layer in ours.items():
+        a = [tuple(w.shape) for w in layer.weights]
+        b = [tuple(w.shape) for w in theirs[name].weights]
+        if a != b:
+            raise McuzooError(f"training.initial_weights {path}: layer {name!r} has weights {b}, this model needs {a} "
+                              "(another input shape or class count?)")
+    for name, layer in ours.items():
+        layer.set_weights(theirs[name].get_weights())
+
+
 def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Train ``cfg.model`` from scratch on ``dataset`` into ``run_dir`` (or continue it with ``resume``)."""
     import keras
@@ -306,6 +330,8 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         else:
             state = TrainState(learning_rate=base_lr)
             model = build_model(cfg.model.name, tuple(cfg.model.input_shape), len(dataset.class_names), dropout=cfg.model.dropout)
+            if t.initial_weights:
+                _load_initial_weights(model, t.initial_weights)
             opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}.get(t.optimizer)
             optimizer = opt(learning_rate=base_lr) if opt else keras.optimizers.SGD(learning_rate=base_lr, momentum=0.9)
             model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
