@@ -129,11 +129,13 @@ def test_params_and_macs_match_the_model(tiny_run, card):
 
 def test_card_says_when_int8_comes_from_quantization_aware_fine_tuning(run_copy):
     m = json.loads((run_copy / rundir.METRICS).read_text())
-    m["qat"] = {"epoch": 2, "epochs": 4, "file": "float_model_qat.keras", "val_drop": 0.0034, "val_drop_ptq": 0.0136}
+    m["qat"] = {"epoch": 2, "epochs": 4, "file": "float_model_qat.keras", "val_drop": 0.0034, "val_drop_ptq": 0.0136,
+                "val_kl": 0.0051, "val_kl_ptq": 0.0093}
     rundir.write_json(run_copy / rundir.METRICS, m)
     quant = row_value(section(render_card(run_copy), "## Network information"), "Quantization")
     assert ("made from `float_model_qat.keras`, the float model after 2 of 4 epochs of quantization-aware "
             "fine-tuning") in quant and "loses 0.34 points against float there, 1.36 without it" in quant
+    assert "KL divergence 0.00510, 0.00930 without it" in quant
     m["qat"] = {"epoch": 0, "epochs": 3, "file": None, "val_drop": 0.01, "val_drop_ptq": 0.01}
     rundir.write_json(run_copy / rundir.METRICS, m)
     quant = row_value(section(render_card(run_copy), "## Network information"), "Quantization")

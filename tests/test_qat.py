@@ -25,14 +25,22 @@ def test_fake_quant_points_follow_the_converters_fusions():
     model = build_model("st_efficientnet_lc_v1", (32, 32, 3), 5)
     qmodel, taps, fqs = fake_quant_graph(model)
     points = _layers_with_fake_quant(qmodel)
-    assert len(points) == len(fqs) == len(taps.outputs)
+    assert len(fqs) == len(taps.outputs)  # every calibrated range has its float tensor
+    fixed = {layer.name[: -len("_fakequant")] for layer in qmodel.layers
+             if layer.name.endswith("_fakequant") and layer.fixed is not None}
+    assert points == {fq.name[: -len("_fakequant")] for fq in fqs} | fixed
     # conv -> BN -> ReLU6 is one int8 op with one output tensor: only the ReLU's output is quantized
     assert "block2a_expand_relu6" in points and not {"block2a_expand_conv", "block2a_expand_bn"} & points
     # a projection has no activation: its BN output is a tensor, as are the residual add and the SE scale
     assert {"block2b_project_bn", "block2b_add", "block2b_se_excite", "block2b_se_squeeze"} <= points
     assert "block2b_project_conv" not in points
-    # no dropout (identity at inference) and no fake quantization of the float32 output
-    assert not any("drop" in p for p in points) and "predictions" not in points
+    # no dropout (identity at inference)
+    assert not any("drop" in p for p in points)
+    # TFLite's fixed output ranges: sigmoid, and the int8 softmax before the float32 output (after int8 logits)
+    assert {"block2b_se_sigmoid", "predictions"} <= fixed and "predictions_logits" in points - fixed
+    # every convolution and the dense layer run with int8 weights
+    weighted = {layer.name for layer in model.layers if hasattr(layer, "kernel")}
+    assert {layer.name[: -len("_int8w")] for layer in qmodel.layers if layer.name.endswith("_int8w")} == weighted
     # the fake-quantized model shares the model's weights
     assert {id(w) for w in qmodel.trainable_weights} == {id(w) for w in model.trainable_weights}
 
@@ -52,6 +60,32 @@ def test_fake_quantized_model_is_the_float_model_plus_8_bit_noise():
     f, q = np.asarray(model(x)), np.asarray(qmodel(x))
     assert np.abs(f - q).max() > 0  # it does quantize
     assert np.abs(f - q).max() < 0.05  # by about one 8-bit step per tensor, not more
+    assert np.allclose(np.round(q * 256), q * 256, atol=1e-3)  # probabilities in TFLite's int8 softmax steps
+
+
+def test_fake_quantized_model_is_closer_to_the_int8_tflite_than_the_float_model_is(trained, tmp_path):
+    """The simulation is faithful: the .tflite's outputs lie nearer to it than to the float model's."""
+    from mcuzoo.config import load_config
+    from mcuzoo.data import load_run_dataset
+    from mcuzoo.evaluate import open_model
+    from mcuzoo.qat import _set_ranges, fake_quant_graph
+    from mcuzoo.quantize import load_keras_model, quantize_tflite
+
+    cfg = load_config(trained / rundir.CONFIG)
+    ds = load_run_dataset(cfg)
+    calib = ds.train.take(cfg.quantization.calibration_samples, seed=cfg.dataset.seed)
+    r, o = cfg.preprocessing.rescale, cfg.preprocessing.offset
+    x, _ = ds.val.to_numpy()
+    for per_channel in (True, False):
+        tfl = quantize_tflite(trained / rundir.FLOAT_MODEL, calib, tmp_path / f"m{per_channel}.tflite", r, o,
+                              per_channel=per_channel)
+        model = load_keras_model(trained / rundir.FLOAT_MODEL)
+        qmodel, taps, fqs = fake_quant_graph(model, per_channel=per_channel)
+        _set_ranges(taps, fqs, calib, r, o)
+        xf = x.astype(np.float32) * r + o
+        f, q = np.asarray(model(xf)), np.asarray(qmodel(xf))
+        t = open_model(tfl.path, r, o)[2](x)
+        assert np.abs(t - q).mean() < 0.5 * np.abs(t - f).mean(), per_channel
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +107,12 @@ def test_qat_in_a_run_keeps_the_epoch_validation_prefers(trained):
     q = m["qat"]
     assert [h["epoch"] for h in q["history"]] == [0, 1, 2] and q["history"][0]["kl"] is None
     assert all(h["kl"] is not None and h["kl"] >= 0 for h in q["history"][1:])
-    # the kept epoch is the one whose int8 model loses least against the float model on validation
-    best = min(q["history"], key=lambda h: (h["val_drop"], h["val_only_float_right"] + h["val_only_int8_right"]))
-    assert q["epoch"] == best["epoch"] and q["val_drop"] == pytest.approx(best["val_drop"])
-    assert q["val_drop"] <= q["val_drop_ptq"] and q["val_n"] > 0
+    # the kept epoch is the one whose int8 model's outputs are nearest the float model's on validation
+    assert all(h["val_kl"] >= 0 for h in q["history"])
+    best = min(q["history"], key=lambda h: h["val_kl"])
+    assert q["epoch"] == best["epoch"] and q["val_kl"] == pytest.approx(best["val_kl"])
+    assert q["val_drop"] == pytest.approx(best["val_drop"])
+    assert q["val_kl"] <= q["val_kl_ptq"] == q["history"][0]["val_kl"] and q["val_n"] > 0
     # the QDQ model comes from the same weights as the .tflite; model_float.onnx stays the float model
     assert m["onnx_qdq"]["source"] == m["quantization"]["source"] and m["onnx_qdq"]["top1"] >= 0
     assert (trained / "model_float.onnx").is_file() and not list(trained.glob("*qat*.onnx"))
@@ -95,7 +131,7 @@ def test_fine_tuning_that_hurts_is_not_kept(trained):
     run(resume=trained, overrides=["quantization.qat_epochs=1", "quantization.qat_learning_rate=1.0"])
     m = json.loads((trained / rundir.METRICS).read_text())
     assert m["qat"]["epoch"] == 0 and m["qat"]["file"] is None
-    assert m["qat"]["history"][1]["val_drop"] > m["qat"]["history"][0]["val_drop"]
+    assert m["qat"]["history"][1]["val_kl"] > m["qat"]["history"][0]["val_kl"]
     assert not (trained / QAT_MODEL).exists() and m["quantization"]["source"] == rundir.FLOAT_MODEL
     # and without qat_epochs the run is plain post-training int8 again
     run(resume=trained, overrides=["quantization.qat_epochs=0"])

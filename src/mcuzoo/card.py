@@ -344,6 +344,16 @@ def render_card(run_dir: str | Path) -> str:
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 
+
+def _qat_choice(qat: dict) -> str:
+    """How the kept fine-tuning epoch compares with plain post-training int8 on validation."""
+    drops = (f"int8 loses {100 * float(qat.get('val_drop', 0)):.2f} points against float there, "
+             f"{100 * float(qat.get('val_drop_ptq', 0)):.2f} without it")
+    if qat.get("val_kl") is None:  # runs from before the KL criterion
+        return drops
+    return (f"where its int8 outputs are nearest the float model's: KL divergence {float(qat['val_kl']):.5f}, "
+            f"{float(qat.get('val_kl_ptq', 0)):.5f} without it; {drops}")
+
 class _Context:
     def __init__(self, run_dir: Path, metrics: dict, cfg: dict | None, info: dict | None, analysis: dict | None,
                  analysis_problem: str | None):
@@ -403,11 +413,10 @@ class _Context:
             if qat.get("epoch"):
                 quant += (f"; the int8 models are made from `{qat.get('file')}`, the float model after "
                           f"{qat['epoch']} of {qat.get('epochs')} epochs of quantization-aware fine-tuning by distillation "
-                          f"(chosen on validation: int8 loses {100 * float(qat.get('val_drop', 0)):.2f} points against "
-                          f"float there, {100 * float(qat.get('val_drop_ptq', 0)):.2f} without it)")
+                          f"(chosen on validation, {_qat_choice(qat)})")
             elif qat:
                 quant += (f"; {qat.get('epochs')} epochs of quantization-aware fine-tuning were tried and not kept "
-                          "(plain post-training int8 lost least on validation)")
+                          f"(plain post-training int8 was nearest the float model on validation)")
         else:
             quant = f"{NOT_MEASURED} (this run has no quantization stage)"
         c = self.counts
