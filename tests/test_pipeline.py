@@ -215,6 +215,34 @@ def test_float_model_holds_no_optimizer_and_zoo_add_strips_one(tiny_run, tmp_pat
         np.testing.assert_array_equal(a, b)
 
 
+def test_zoo_add_keeps_an_onnx_model_that_computes_the_same(tiny_run, tmp_path):
+    """Re-exporting the same float model gives other bytes (tf2onnx's counters), not another model: the zoo keeps
+    its file, so git sees no change. A model that computes something else replaces it."""
+    import shutil
+
+    from mcuzoo import zoo
+    from mcuzoo.onnx_qdq import export_float_onnx
+    from mcuzoo.quantize import load_keras_model
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    dest = zoo.add(run, tmp_path / "zoo")
+    published = (dest / "model_float.onnx").read_bytes()
+    export_float_onnx(load_keras_model(run / rundir.FLOAT_MODEL), run / "model_float.onnx")
+    export_float_onnx(load_keras_model(run / rundir.FLOAT_MODEL), run / "model_float.onnx")  # counters moved on
+    assert (run / "model_float.onnx").read_bytes() != published
+    zoo.add(run, tmp_path / "zoo")
+    assert (dest / "model_float.onnx").read_bytes() == published
+    model = load_keras_model(run / rundir.FLOAT_MODEL)
+    model.set_weights([w * 1.01 for w in model.get_weights()])
+    export_float_onnx(model, run / "model_float.onnx")
+    zoo.add(run, tmp_path / "zoo")
+    assert (dest / "model_float.onnx").read_bytes() == (run / "model_float.onnx").read_bytes()
+    (dest / "model_qdq_int8.onnx").write_bytes(b"not onnx")  # an unreadable zoo file is replaced
+    zoo.add(run, tmp_path / "zoo")
+    assert (dest / "model_qdq_int8.onnx").read_bytes() == (run / "model_qdq_int8.onnx").read_bytes()
+
+
 def test_onnx_qdq_in_the_run(tiny_run):
     m = json.loads((tiny_run / rundir.METRICS).read_text())
     assert m["onnx_qdq"]["file"] == "model_qdq_int8.onnx"

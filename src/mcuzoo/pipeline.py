@@ -96,7 +96,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             (run_dir / QAT_MODEL).unlink(missing_ok=True)  # a stale one would feed the ONNX exports
             if qc.qat_epochs > 0:
                 console.print(f"quantization-aware fine-tuning ({qc.qat_epochs} epochs, kept only where "
-                              "validation says int8 loses less) ...")
+                              "validation says its int8 model is nearer the float model) ...")
                 qat = finetune_qat(
                     float_path, dataset, run_dir, calib, cfg.preprocessing.rescale, cfg.preprocessing.offset,
                     epochs=qc.qat_epochs, learning_rate=qc.qat_learning_rate, batch_size=cfg.training.batch_size,
