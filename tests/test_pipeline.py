@@ -252,6 +252,14 @@ def test_onnx_qdq_in_the_run(tiny_run):
     card = (tiny_run / "MODEL_CARD.md").read_text()
     row = next(ln for ln in card.splitlines() if "Int8 (ONNX QDQ)" in ln)
     assert f"{100 * m['onnx_qdq']['top1']:.2f}" in row and f"{m['evaluation_split']}, {m['float']['n']:,} images" in row
+    # each figure names the runtime that measured it, with its version (int8 ONNX results vary between them)
+    from importlib.metadata import version
+
+    assert m["onnx_qdq"]["runtime"] == f"onnxruntime {version('onnxruntime')}"
+    assert m["int8"]["runtime"] == f"ai-edge-litert {version('ai-edge-litert')}"
+    assert m["float"]["runtime"] == f"keras {version('keras')}"
+    assert (f"Measured with keras {version('keras')} (Float), ai-edge-litert {version('ai-edge-litert')} (.tflite), "
+            f"onnxruntime {version('onnxruntime')} (ONNX).") in card
 
 
 def test_evaluate_onnx_with_fixed_batch(tiny_run, tmp_path):

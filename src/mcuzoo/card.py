@@ -664,9 +664,28 @@ class _Context:
             how = self._mixed_note()
             if how:
                 lines.append(how)
+            measured = self._runtimes_note()
+            if measured:
+                lines.append(measured)
         else:
             lines.append(f"Top-1 accuracy: {NOT_MEASURED} (this run has no evaluate stage).")
         return head + "\n\n" + "\n\n".join(lines)
+
+    def _runtimes_note(self) -> str:
+        """Which runtime measured which rows (recorded by runs since 2026-12): ONNX Runtime's int8 results of one
+        file differ between its versions and CPUs."""
+        seen: dict[str, list[str]] = {}
+        for key, what in (("float", "Float"), ("int8", ".tflite"), ("onnx_qdq", "ONNX")):
+            r = _get(self.m, key, "runtime")
+            if isinstance(r, str) and r:
+                seen.setdefault(r, []).append(what)
+        if not seen:
+            return ""
+        text = "Measured with " + ", ".join(f"{r} ({' and '.join(w)})" for r, w in seen.items()) + "."
+        if any(r.startswith("onnxruntime") for r in seen):
+            text += (" ONNX Runtime's int8 kernels differ between its versions and CPUs: the same QDQ file can score "
+                     "a few tenths of a point differently elsewhere.")
+        return text
 
     def _mixed_note(self) -> str:
         """How the mixed int4/int8 model was chosen (the search's own figures, on validation)."""

@@ -70,7 +70,24 @@ class EvalResult:
     correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per image, in split order
 
     def summary(self) -> dict:
-        return {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "per_class": self.per_class}
+        return {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "runtime": runtime(self.backend),
+                "per_class": self.per_class}
+
+
+_RUNTIME_PACKAGES = {"keras": ("keras",), "litert": ("ai-edge-litert",), "onnxruntime": ("onnxruntime",)}
+
+
+def runtime(backend: str) -> str:
+    """The backend with its package version, e.g. ``onnxruntime 1.32.0``: int8 results of one model file can differ
+    between ONNX Runtime versions and CPUs, so a measured top-1 names what measured it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in _RUNTIME_PACKAGES.get(backend, ()):
+        try:
+            return f"{pkg} {version(pkg)}"
+        except PackageNotFoundError:
+            pass
+    return backend
 
 
 # ---------------------------------------------------------------------------

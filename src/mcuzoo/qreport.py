@@ -460,7 +460,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
     mixed_rank, report_images). Returns a dict for metrics.json.
     """
-    from .evaluate import evaluate_model, read_model_info
+    from .evaluate import evaluate_model, read_model_info, runtime
     from .mixed import search_mixed
     from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
     from .qat import int8_source
@@ -524,6 +524,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         if eval_split is not None:
             out["onnx"]["top1"] = round(top1(qdq, eval_split), 6)
             out["onnx"]["n"] = len(eval_split)
+            out["onnx"]["runtime"] = runtime("onnxruntime")
     if do_mixed:
         t0 = time.time()
         tol = float(opt("mixed_tolerance", 0.015))
@@ -545,6 +546,7 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         if eval_split is not None:
             m["top1"] = round(top1(res.path, eval_split), 6)
             m["n"] = len(eval_split)
+            m["runtime"] = runtime("onnxruntime")
         out["mixed"] = m
         console.print(f"mixed: {res.path.name}: weights {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
                       f"all-int8 (-{res.saving_pct:.1f} %), validation top-1 {100 * res.accuracy:.2f} % "
