@@ -182,3 +182,31 @@ def test_initial_weights_continue_from_another_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "training.initial_weights: model file not found" in err and "nope.keras" in err
     assert "Traceback" not in err and not (tmp_path / "missing").exists()  # refused before a run directory is made
+
+
+def test_resume_with_fewer_stages_keeps_what_the_others_measured(tmp_path):
+    """`--resume RUN stages=[evaluate]` re-runs the evaluation only: the training and quantization figures stay in
+    metrics.json, config.yaml keeps the run's stages, and the card still shows them."""
+    import json
+
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+
+    args = [f"output_dir={tmp_path}", "dataset.samples_per_class=10", "training.epochs=1", "training.verbose=false",
+            "stages=[train,quantize,evaluate,card]", "quantization.calibration_samples=8"]
+    run_dir = run(load_config(None, args))
+    before = json.loads((run_dir / rundir.METRICS).read_text())
+    run(resume=run_dir, overrides=["stages=[evaluate, card]"])
+    after = json.loads((run_dir / rundir.METRICS).read_text())
+    for key in ("training", "quantization", "float", "int8"):
+        assert after[key] == before[key], key
+    assert load_config(run_dir / rundir.CONFIG).stages == ["train", "quantize", "evaluate", "card"]
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "this run has no quantization stage" not in card and f"{before['training']['epochs_run']} run" in card
+    # a stage that runs again replaces its own entries: without QAT now, no stale "qat" entry
+    before["qat"] = {"epoch": 1}
+    rundir.write_json(run_dir / rundir.METRICS, before)
+    run(resume=run_dir, overrides=["stages=[quantize]"])
+    assert "qat" not in json.loads((run_dir / rundir.METRICS).read_text())
+    run(resume=run_dir, overrides=["stages=[evaluate]"])
+    assert "quantization" in json.loads((run_dir / rundir.METRICS).read_text())

@@ -9,9 +9,25 @@ import time
 from pathlib import Path
 
 from . import rundir
-from .config import Config, config_to_yaml
+from .config import STAGES, Config, config_to_yaml
 from .console import console
-from .errors import McuzooError
+from .errors import McuzooError, RunDirError
+
+
+# the metrics.json entries each stage writes (a resumed run that skips a stage keeps that stage's entries)
+METRICS_OF_STAGE = {
+    "train": ("training",),
+    "quantize": ("qat", "quantization", "onnx_qdq", "mixed", "quant_report"),
+    "evaluate": ("evaluation_split", "float", "int8"),
+}
+
+
+def _previous_metrics(run_dir: Path) -> dict:
+    try:
+        old = rundir.read_json(run_dir / rundir.METRICS)
+    except RunDirError:  # none yet, or unreadable: nothing to keep
+        return {}
+    return old if isinstance(old, dict) else {}
 
 
 def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> Path:
@@ -31,6 +47,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         run_dir = Path(resume)
         if not (run_dir / rundir.CONFIG).is_file():
             raise McuzooError(f"cannot resume {run_dir}: no {rundir.CONFIG} there (not a run directory?)")
+        saved_stages = load_config(run_dir / rundir.CONFIG).stages
         cfg = load_config(run_dir / rundir.CONFIG, overrides)
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
@@ -52,7 +69,10 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         run_dir = rundir.new_run_dir(cfg.output_dir, cfg.name)
     with rundir.RunLock(run_dir):
         console.print(f"{'resuming' if resume is not None else 'run directory:'} [bold]{run_dir}[/]")
-        rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(cfg))
+        kept = cfg
+        if resume is not None:  # `stages=[evaluate]` on a resume runs those stages now; the run keeps all it had
+            kept = cfg.model_copy(update={"stages": [s for s in STAGES if s in saved_stages or s in cfg.stages]})
+        rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(kept))
         for note in dataset.notes:
             console.print(f"[yellow]note:[/] {note}")
         info = ModelInfo(
@@ -150,6 +170,13 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
             )
         metrics["seconds_total"] = round(time.time() - t_start, 1)
+        if resume is not None:  # what the stages that did not run now measured before stays
+            old = _previous_metrics(run_dir)
+            for stage, keys in METRICS_OF_STAGE.items():
+                if stage not in cfg.stages:
+                    metrics.update({k: old[k] for k in keys if k in old and k not in metrics})
+            order = list(old) + [k for k in metrics if k not in old]  # the file's own order, for readable diffs
+            metrics = {k: metrics[k] for k in sorted(metrics, key=order.index)}
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         if "card" in cfg.stages:  # last: the card reads every other artifact of the run
             from .card import write_card

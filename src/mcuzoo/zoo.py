@@ -7,6 +7,7 @@ accuracy, footprint and latency estimate, read from each folder's JSON files.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -58,7 +59,8 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
                     with rundir.atomic_path(dest / name) as tmp:
                         model.save(tmp)
                 continue
-        if name.endswith(".onnx") and _same_onnx(src, dest / name):  # a re-export differs in bytes only
+        # a re-export differs in bytes only; not a mixed model, whose weight names metrics.json lists
+        if name.endswith(".onnx") and not fnmatch.fnmatch(name, f"*{MIXED_GLOB}") and _same_onnx(src, dest / name):
             continue
         with rundir.atomic_path(dest / name) as tmp:
             shutil.copyfile(src, tmp)
