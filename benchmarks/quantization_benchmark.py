@@ -59,10 +59,13 @@ def _runtimes() -> str:
     90.05 % in another (ONNX Runtime's int8 kernels differ by version and by instruction set)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    parts = []
-    for pkg in ("onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow"):
+    from mcuzoo.evaluate import runtime
+
+    parts = [runtime("onnxruntime"), runtime("litert")]
+    for pkg in ("tensorflow-cpu", "tensorflow"):  # the .tflite converter
         try:
             parts.append(f"{pkg} {version(pkg)}")
+            break
         except PackageNotFoundError:
             pass
     try:

@@ -93,6 +93,11 @@ def _without_optimizer(src: Path):
     return load_keras_model(src)
 
 
+def _onnx_inputs(session) -> list[tuple]:
+    """(name, type, shape) of each input; symbolic dimensions ("unk__96", counter-named too) become None."""
+    return [(i.name, i.type, [d if isinstance(d, int) else None for d in i.shape]) for i in session.get_inputs()]
+
+
 def _same_onnx(src: Path, dest: Path, probes: int = 4) -> bool:
     """True when the zoo's ``dest`` computes what ``src`` computes: the same inputs and outputs, and equal
     results (to float32 rounding) on seeded random inputs. tf2onnx numbers the names of what it generates from
@@ -108,12 +113,8 @@ def _same_onnx(src: Path, dest: Path, probes: int = 4) -> bool:
         import onnxruntime as ort
 
         a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, dest))
-        def signature(sess):  # symbolic dimensions ("unk__96") are counter-named too: any one matches any other
-            return [(i.name, i.type, [d if isinstance(d, int) else None for d in i.shape]) for i in sess.get_inputs()]
-
-        sig = signature(a)
-        if sig != signature(b) or \
-                [o.name for o in a.get_outputs()] != [o.name for o in b.get_outputs()]:
+        sig = _onnx_inputs(a)
+        if sig != _onnx_inputs(b) or [o.name for o in a.get_outputs()] != [o.name for o in b.get_outputs()]:
             return False
         rng = np.random.default_rng(0)
         feed = {}
