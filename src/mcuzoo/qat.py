@@ -344,12 +344,15 @@ def finetune_qat(
     qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.KLDivergence())
     aug = augment_fn(augmentation, seed) if augmentation is not None else None
 
-    def val_probs(path: Path) -> np.ndarray:
+    def val_probs(path: Path) -> tuple[np.ndarray, np.ndarray]:
         predict = open_model(path, rescale, offset, 256)[2]
-        return np.concatenate([predict(x) for x, _ in dataset.val.numpy_batches(256)]).astype(np.float64)
+        out, ys = [], []
+        for x, y in dataset.val.numpy_batches(256):
+            out.append(predict(x))
+            ys.append(y)
+        return np.concatenate(out).astype(np.float64), np.concatenate(ys)
 
-    labels = np.concatenate([y for _, y in dataset.val.numpy_batches(256)])
-    ref_probs = val_probs(Path(float_path))
+    ref_probs, labels = val_probs(Path(float_path))
     reference = ref_probs.argmax(axis=1) == labels
     history: list[dict] = []
     best = {"epoch": 0, "key": None}
@@ -359,7 +362,7 @@ def finetune_qat(
         def score_epoch(epoch: int, keras_path: Path, loss: float | None) -> None:
             tfl = quantize_tflite(keras_path, calibration_images, tmp / f"epoch{epoch}.tflite", rescale, offset,
                                   per_channel=per_channel)
-            probs = val_probs(tfl.path)
+            probs = val_probs(tfl.path)[0]
             kl = float(np.mean(np.sum(ref_probs * (np.log(ref_probs + 1e-12) - np.log(probs + 1e-12)), axis=1)))
             d = paired_difference(probs.argmax(axis=1) == labels, reference)
             drop = d.diff  # top-1 of the float model minus the int8 model's: what int8 loses
