@@ -183,6 +183,8 @@ def test_card_names_the_initial_weights_of_a_continued_run(run_copy):
     (run_copy / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
     tr = section(write_card(run_copy).read_text(encoding="utf-8"), "## Training")
     assert row_value(tr, "Initial weights").startswith("`runs/first/float_model.keras` (training continued")
+    how = section(write_card(run_copy).read_text(encoding="utf-8"), "## How to reproduce")
+    assert "Training starts from the weights in `runs/first/float_model.keras`" in how
 
 
 def test_without_analysis_the_card_says_not_measured(tiny_run, card):

@@ -804,8 +804,16 @@ class _Context:
             "```\n\n"
             f"runs its stages again ({what}){where}.{path_note} A relative `output_dir` is also taken from the "
             "folder the command runs in. Training is seeded; float results can still differ slightly across "
-            "machines and TensorFlow versions." + self._extras_note()
+            "machines and TensorFlow versions." + self._initial_weights_note() + self._extras_note()
         )
+
+    def _initial_weights_note(self) -> str:
+        init = _get(self.cfg, "training", "initial_weights")
+        if not init:
+            return ""
+        return (f" Training starts from the weights in `{init}` (`training.initial_weights`), the best model of an "
+                "earlier run: make that run first (its config is that run's `config.yaml`), or point the key at "
+                "another copy of its `float_model.keras`.")
 
     def _extras_note(self) -> str:
         """How the ONNX models and the per-layer report were made when the config's stages did not make them."""
