@@ -234,9 +234,9 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="mcuzoo_qbench_") as tmp:
         work = args.work if args.work is not None else Path(tmp)
-        for run in args.runs:
-            try:
-                results.append(bench_run(run, work / run.name, args))
+        for i, run in enumerate(args.runs, 1):
+            try:  # zoo folders share names across models (flowers_128): number them so none overwrites another
+                results.append(bench_run(run, work / f"{i}_{run.parent.name}_{run.name}", args))
             except McuzooError as e:
                 print(f"[{run}] error: {e}", file=sys.stderr)
     if not results:
