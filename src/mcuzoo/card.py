@@ -344,7 +344,6 @@ def render_card(run_dir: str | Path) -> str:
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 
-
 def _qat_choice(qat: dict) -> str:
     """How the kept fine-tuning epoch compares with plain post-training int8 on validation."""
     drops = (f"int8 loses {100 * float(qat.get('val_drop', 0)):.2f} points against float there, "
@@ -353,6 +352,7 @@ def _qat_choice(qat: dict) -> str:
         return drops
     return (f"where its int8 outputs are nearest the float model's: KL divergence {float(qat['val_kl']):.5f}, "
             f"{float(qat.get('val_kl_ptq', 0)):.5f} without it; {drops}")
+
 
 class _Context:
     def __init__(self, run_dir: Path, metrics: dict, cfg: dict | None, info: dict | None, analysis: dict | None,
@@ -416,7 +416,7 @@ class _Context:
                           f"(chosen on validation, {_qat_choice(qat)})")
             elif qat:
                 quant += (f"; {qat.get('epochs')} epochs of quantization-aware fine-tuning were tried and not kept "
-                          f"(plain post-training int8 was nearest the float model on validation)")
+                          "(plain post-training int8 was nearest the float model on validation)")
         else:
             quant = f"{NOT_MEASURED} (this run has no quantization stage)"
         c = self.counts

@@ -196,6 +196,11 @@ def _fused(layer, users: list) -> bool:
     return False
 
 
+def _one(args: list):
+    """A layer's call argument: the tensor itself, or the list for a layer of several inputs (Add, Multiply)."""
+    return args if len(args) > 1 else args[0]
+
+
 def _activation_name(layer) -> str | None:
     act = getattr(layer, "activation", None)
     return getattr(act, "__name__", None) if act is not None else None
@@ -237,13 +242,12 @@ def fake_quant_graph(model, per_channel: bool = True):
         out = node.output_tensors[0]
         qargs = [q[id(t)] for t in node.input_tensors]
         fargs = [f[id(t)] for t in node.input_tensors]
-        one = (lambda a: a if len(a) > 1 else a[0])
         if isinstance(layer, layers.Dropout):  # identity at inference: keep the student deterministic
             q[id(out)], f[id(out)] = qargs[0], fargs[0]
             continue
         consumers = users.get(id(out), [])
         is_output = out is model.outputs[0]
-        f[id(out)] = layer(one(fargs))
+        f[id(out)] = layer(_one(fargs))
         if isinstance(layer, weighted):
             bn = consumers[0] if len(consumers) == 1 and isinstance(consumers[0], layers.BatchNormalization) else None
             if is_output and _activation_name(layer) == "softmax":
@@ -257,7 +261,7 @@ def fake_quant_graph(model, per_channel: bool = True):
                 continue
             y = QuantWeights(layer, bn=bn, per_channel=per_channel, name=f"{layer.name}_int8w")(qargs[0])
         else:
-            y = layer(one(qargs))
+            y = layer(_one(qargs))
         if is_output and (isinstance(layer, layers.Softmax) or _activation_name(layer) == "softmax"):
             y = FakeQuant(fixed=SOFTMAX_RANGE, name=f"{layer.name}_fakequant")(y)  # int8 softmax, then float32
         elif not is_output and not _fused(layer, consumers):
@@ -333,7 +337,6 @@ def finetune_qat(
         raise McuzooError("quantization-aware fine-tuning chooses its epoch on the validation split, which is empty")
     t0 = time.time()
     out_dir = Path(out_dir)
-    names = list(dataset.class_names)
     keras.utils.set_random_seed(seed)
     teacher = load_keras_model(float_path)
     student = load_keras_model(float_path)
