@@ -187,6 +187,17 @@ def test_card_names_the_initial_weights_of_a_continued_run(run_copy):
     assert "Training starts from the weights in `runs/first/float_model.keras`" in how
 
 
+def test_card_names_a_cosine_schedule_instead_of_the_plateau_callback(run_copy):
+    import yaml
+
+    cfg = yaml.safe_load((run_copy / rundir.CONFIG).read_text())
+    cfg["training"]["lr_schedule"] = {"name": "cosine", "warmup_epochs": 3, "min_lr": 1e-5}
+    (run_copy / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
+    cbs = row_value(section(write_card(run_copy).read_text(encoding="utf-8"), "## Training"), "Callbacks")
+    assert cbs.startswith("learning rate: 3 warm-up epochs, then cosine decay to 1e-05 at the last epoch")
+    assert "ReduceLROnPlateau" not in cbs and "EarlyStopping(monitor=val_accuracy" in cbs
+
+
 def test_without_analysis_the_card_says_not_measured(tiny_run, card):
     _, text = card
     assert not (tiny_run / rundir.ANALYSIS).exists()

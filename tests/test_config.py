@@ -1,3 +1,6 @@
+import math
+import re
+
 import pytest
 
 from mcuzoo.cli import main
@@ -64,6 +67,32 @@ def test_unknown_top_level_key(tmp_path):
 def test_bad_values(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["training.epochs=5", "training.lr_schedule.name=cosine", "training.lr_schedule.warmup_epochs=5"],
+     "warmup_epochs (5) must be less than epochs (5)"),
+    (["training.learning_rate=0.001", "training.lr_schedule.name=cosine", "training.lr_schedule.min_lr=0.01"],
+     "min_lr (0.01) is above learning_rate (0.001)"),
+    (["training.lr_schedule.name=step"], "training.lr_schedule.name"),
+])
+def test_bad_lr_schedule(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, overrides)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr():
+    from mcuzoo.train import scheduled_lr
+
+    cfg = load_config(None, ["training.epochs=10", "training.learning_rate=0.01", "training.lr_schedule.name=cosine",
+                             "training.lr_schedule.warmup_epochs=2", "training.lr_schedule.min_lr=0.001"])
+    lrs = [scheduled_lr(cfg, e, 0.01) for e in range(10)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(0.01)  # linear warm-up, then the full rate
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # a strictly decreasing half cosine ...
+    assert lrs[-1] == pytest.approx(0.001)  # ... that ends at min_lr on the last epoch
+    assert lrs[6] == pytest.approx(0.001 + 0.5 * 0.009 * (1 + math.cos(math.pi * 4 / 7)))
+    assert scheduled_lr(cfg, 9, 0.02) == pytest.approx(0.002)  # min_lr scales with the replicas' rate
+    assert scheduled_lr(load_config(None, []), 3, 0.01) is None  # plateau: no fixed schedule
 
 
 def test_dataset_path_required():

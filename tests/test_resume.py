@@ -210,3 +210,25 @@ def test_resume_with_fewer_stages_keeps_what_the_others_measured(tmp_path):
     assert "qat" not in json.loads((run_dir / rundir.METRICS).read_text())
     run(resume=run_dir, overrides=["stages=[evaluate]"])
     assert "quantization" in json.loads((run_dir / rundir.METRICS).read_text())
+
+
+def test_cosine_schedule_run_follows_the_schedule_and_resumes_on_it(tmp_path):
+    """A cosine run's per-epoch rates are the schedule's (not changed by the plateau logic, even with a
+    patience of 1), and a run cut short and resumed with more epochs continues on the schedule."""
+    import json
+
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+    from mcuzoo.train import scheduled_lr
+
+    args = [f"output_dir={tmp_path}", "dataset.samples_per_class=10", "training.epochs=4", "stages=[train]",
+            "training.verbose=false", "training.learning_rate=0.004", "training.lr_schedule.name=cosine",
+            "training.lr_schedule.warmup_epochs=1", "training.reduce_lr.patience=1"]
+    cfg = load_config(None, args)
+    run_dir = run(cfg)
+    expected = [scheduled_lr(cfg, e, 0.004) for e in range(4)]
+    logged = [float(r["learning_rate"]) for r in log_rows(run_dir)]
+    assert logged == pytest.approx(expected, rel=1e-6)
+    assert logged[1] == pytest.approx(0.004) and logged[3] == pytest.approx(0.0)
+    hist = json.loads((run_dir / rundir.HISTORY).read_text())["history"]
+    assert hist["learning_rate"] == pytest.approx(expected, rel=1e-6)

@@ -752,7 +752,11 @@ class _Context:
         if t:
             cbs = []
             rl, es = t.get("reduce_lr") or {}, t.get("early_stopping") or {}
-            if rl:
+            sch = t.get("lr_schedule") or {}
+            if sch.get("name") == "cosine":
+                warm = f"{sch.get('warmup_epochs', 0)} warm-up epochs, then " if sch.get("warmup_epochs") else ""
+                cbs.append(f"learning rate: {warm}cosine decay to {sch.get('min_lr', 0.0)} at the last epoch")
+            elif rl:
                 cbs.append(f"ReduceLROnPlateau(monitor=val_accuracy, factor={rl.get('factor')}, patience={rl.get('patience')}, "
                            f"min_lr={rl.get('min_lr')})")
             if es:

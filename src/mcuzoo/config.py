@@ -74,6 +74,16 @@ class ReduceLRConfig(_Section):
     min_lr: float = Field(1e-5, ge=0.0)
 
 
+class ScheduleConfig(_Section):
+    """The learning rate per epoch. ``plateau``: ReduceLROnPlateau (``training.reduce_lr``), as on the cards.
+    ``cosine``: linear warm-up over ``warmup_epochs``, then a half cosine from ``learning_rate`` down to
+    ``min_lr`` at the last epoch; it is a function of the epoch alone, so a resumed run follows it exactly."""
+
+    name: Literal["plateau", "cosine"] = "plateau"
+    warmup_epochs: int = Field(0, ge=0, le=100_000)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
 class EarlyStoppingConfig(_Section):
     patience: int = Field(60, ge=1)
 
@@ -100,7 +110,8 @@ class TrainingConfig(_Section):
     batch_size: int = Field(64, ge=1, le=65_536)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(0.01, gt=0.0, le=10.0)
-    reduce_lr: ReduceLRConfig = ReduceLRConfig()
+    lr_schedule: ScheduleConfig = ScheduleConfig()
+    reduce_lr: ReduceLRConfig = Field(ReduceLRConfig(), description="used by lr_schedule plateau only")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     seed: int = 0
     verbose: bool = True
@@ -113,6 +124,16 @@ class TrainingConfig(_Section):
     initial_weights: Optional[str] = Field(
         None, description="start from this .keras model's weights (same model, input and classes; e.g. a zoo model "
                           "to train further) instead of a random initialisation; a fresh optimizer")
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        sch = self.lr_schedule
+        if sch.name == "cosine":
+            if sch.warmup_epochs >= self.epochs:
+                raise ValueError(f"lr_schedule.warmup_epochs ({sch.warmup_epochs}) must be less than epochs ({self.epochs})")
+            if sch.min_lr > self.learning_rate:
+                raise ValueError(f"lr_schedule.min_lr ({sch.min_lr}) is above learning_rate ({self.learning_rate})")
+        return self
 
 
 class QuantizationConfig(_Section):

@@ -15,7 +15,8 @@ run directory:
 
 Training runs one ``fit`` call per epoch, each epoch shuffled with its own seed
 (``seed * 1000 + epoch``), and the plateau / early-stopping logic lives here
-rather than in Keras callbacks (whose counters reset on every ``fit``), so that
+rather than in Keras callbacks (whose counters reset on every ``fit``); the
+``cosine`` schedule (``training.lr_schedule``) sets each epoch's rate from the epoch alone, so that
 ``mcuzoo run --resume RUN_DIR`` continues a killed run to the same final model
 as an uninterrupted one.
 
@@ -92,6 +93,8 @@ class TrainState:
             if self.es_wait >= t.early_stopping.patience:
                 self.stopped_early = True
         new_lr = None
+        if t.lr_schedule.name != "plateau":
+            return None
         if acc - MIN_DELTA_LR > self.lr_best:
             self.lr_best, self.lr_wait = acc, 0
         else:
@@ -100,6 +103,21 @@ class TrainState:
                 new_lr = max(self.learning_rate * t.reduce_lr.factor, t.reduce_lr.min_lr)
                 self.lr_wait = 0
         return new_lr
+
+
+def scheduled_lr(cfg: Config, epoch: int, base_lr: float) -> float | None:
+    """The learning rate of 0-based ``epoch`` under ``training.lr_schedule``; None for ``plateau``
+    (whose rate :meth:`TrainState.update` changes from the validation accuracy)."""
+    t = cfg.training
+    sch = t.lr_schedule
+    if sch.name != "cosine":
+        return None
+    min_lr = sch.min_lr * base_lr / t.learning_rate  # scaled with the replicas like the base rate
+    if epoch < sch.warmup_epochs:
+        return base_lr * (epoch + 1) / (sch.warmup_epochs + 1)
+    span = max(1, t.epochs - 1 - sch.warmup_epochs)
+    progress = min(1.0, (epoch - sch.warmup_epochs) / span)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def preprocess_fn(rescale: float, offset: float):
@@ -365,6 +383,10 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
     while state.epoch < t.epochs and not state.stopped_early:
         epoch = state.epoch
         t0 = time.time()
+        lr = scheduled_lr(cfg, epoch, base_lr)
+        if lr is not None:
+            model.optimizer.learning_rate.assign(lr)
+            state.learning_rate = lr
         # file-based splits are decoded once and cached in memory where they fit, else streamed
         train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch, cache=True)
         if aug is not None:
