@@ -81,6 +81,12 @@ def test_bad_lr_schedule(overrides, message):
         load_config(None, overrides)
 
 
+def test_section_given_as_a_plain_value_names_its_keys():
+    with pytest.raises(ConfigError, match=re.escape("'training.lr_schedule': must be a mapping of min_lr, name, "
+                                                    "warmup_epochs (got 'cosine')")):
+        load_config(None, ["training.lr_schedule=cosine"])
+
+
 def test_cosine_schedule_warms_up_then_decays_to_min_lr():
     from mcuzoo.train import scheduled_lr
 

@@ -331,6 +331,9 @@ def _one_line(err: ValidationError, cls: type[BaseModel] = Config) -> str:
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    if e["type"] == "model_type":  # a section given as a plain value
+        allowed = _allowed_keys(cls, loc)
+        msg = f"must be a mapping of {', '.join(allowed)}" if allowed else "must be a mapping"
     if e["type"] == "literal_error":
         ctx = e.get("ctx", {}).get("expected", "")
         msg = f"must be one of {ctx}"
