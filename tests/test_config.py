@@ -135,3 +135,57 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path, capsys):
     assert err.strip().startswith("mcuzoo: error: unknown config key 'training.epoch'")
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def _leaves(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+    return out
+
+
+def test_config_keys_list_every_key_with_a_default_that_validates(capsys):
+    import json
+
+    assert main(["config", "--keys", "--json"]) == 0
+    keys = json.loads(capsys.readouterr().out)
+    listed = {k["key"] for k in keys}
+    assert listed == _leaves(Config().model_dump(mode="json"))  # every key of the schema, none invented
+    by_key = {k["key"]: k for k in keys}
+    assert by_key["training.lr_schedule.name"]["type"] == "plateau | cosine"
+    assert by_key["training.epochs"]["limits"] == ">= 1, <= 100000"
+    assert by_key["training.cluster"]["type"] == "mapping | null"  # an optional section, listed whole
+    assert all(k["description"] for k in keys)
+    for k in keys:  # each default, given back as an override, is valid and is the default
+        cfg = load_config(None, [f"{k['key']}={json.dumps(k['default'])}"])
+        value = cfg.model_dump(mode="json")
+        for part in k["key"].split("."):
+            value = value[part]
+        assert value == k["default"], k["key"]
+
+
+def test_config_keys_of_a_section_and_an_unknown_prefix(capsys):
+    import json
+
+    assert main(["config", "--keys", "training.lr_schedule", "--json"]) == 0
+    listed = [k["key"] for k in json.loads(capsys.readouterr().out)]
+    assert listed == ["training.lr_schedule.name", "training.lr_schedule.warmup_epochs", "training.lr_schedule.min_lr"]
+    assert main(["config", "--keys", "train"]) == 2  # a prefix is a whole section name, not a few letters
+    err = capsys.readouterr().err
+    assert "no config key starts with 'train'" in err and "training" in err and len(err.strip().splitlines()) == 1
+
+
+def test_config_prints_the_validated_config_a_run_would_use(tmp_path, capsys):
+    from conftest import REPO
+
+    quickstart = str(REPO / "configs" / "quickstart.yaml")
+    assert main(["config", quickstart, "training.epochs=3", "training.lr_schedule.name=cosine"]) == 0
+    text = capsys.readouterr().out
+    saved = write(tmp_path, text)
+    want = load_config(quickstart, ["training.epochs=3", "training.lr_schedule.name=cosine"])
+    assert load_config(saved) == want  # every default filled in; a file that runs as it stands
+    assert "reduce_lr:" in text and "lr_schedule:" in text
+    assert main(["config", "training.epochs=0"]) == 2  # the defaults plus an override, validated
+    assert "training.epochs" in capsys.readouterr().err
+    assert main(["config", "a.yaml", "b.yaml"]) == 2
+    assert "one config file" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The ``mcuzoo`` command: ``mcuzoo VERB [ARGS] [key=value ...]``.
 
-Verbs: ``run`` (the whole path from a config), ``models`` (the registry with
-parameters and MACs), ``evaluate`` (a model file on a dataset). Every user error
+Verbs: ``run`` (the whole path from a config), ``config`` (a config as a run
+would use it, or every key with its default), ``models`` (the registry with
+parameters and MACs), ``evaluate`` (a model file on a dataset), and those that
+the stage modules register. Every user error
 ends as one line ``mcuzoo: error: ...`` on stderr and a non-zero exit code.
 """
 from __future__ import annotations
@@ -38,6 +40,38 @@ def cmd_run(args) -> int:
         raise ConfigError("mcuzoo run needs a config file, e.g. mcuzoo run configs/quickstart.yaml")
     cfg = load_config(args.args[0], args.args[1:])
     run(cfg)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import config_to_yaml, describe_keys, load_config
+
+    if args.keys is not None:
+        rows = [k for k in describe_keys() if k.key == args.keys or k.key.startswith(args.keys.rstrip(".") + ".")
+                or not args.keys]
+        if not rows:
+            raise ConfigError(f"no config key starts with '{args.keys}' (sections: "
+                              f"{', '.join(sorted({k.key.split('.')[0] for k in describe_keys()}))})")
+        if args.json:
+            print(json.dumps([{"key": k.key, "type": k.type, "default": k.default, "limits": k.limits,
+                               "description": k.description} for k in rows], indent=2))
+            return 0
+        from rich.table import Table
+
+        table = Table(title="mcuzoo config keys", show_lines=False)
+        table.add_column("key", no_wrap=True, style="bold")
+        for col in ("type", "default", "limits", "description"):
+            table.add_column(col, overflow="fold")
+        for k in rows:
+            table.add_row(k.key, k.type, json.dumps(k.default), k.limits, k.description)
+        console.print(table)
+        return 0
+    path, overrides = None, list(args.args)
+    if overrides and "=" not in overrides[0]:
+        path = overrides.pop(0)
+    if any("=" not in o for o in overrides):
+        raise ConfigError("give one config file, then key=value overrides")
+    print(config_to_yaml(load_config(path, overrides)), end="")
     return 0
 
 
@@ -114,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML config file, e.g. configs/quickstart.yaml, then overrides such as training.epochs=3")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("config", help="print a config as a run would use it (validated, defaults filled in), "
+                                      "or list every key with --keys")
+    c.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]",
+                   help="YAML config file (default: the defaults), then overrides")
+    c.add_argument("--keys", nargs="?", const="", default=None, metavar="PREFIX",
+                   help="list the keys (those under PREFIX, e.g. training) with type, default, limits, description")
+    c.add_argument("--json", action="store_true", help="with --keys: print JSON")
+    c.set_defaults(fn=cmd_config)
 
     m = sub.add_parser("models", help="list the models with parameters and MACs")
     m.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C", help="input shape (default: each model's own)")

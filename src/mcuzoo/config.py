@@ -8,6 +8,9 @@ that names the key and lists what is allowed, never a silently ignored setting.
 from __future__ import annotations
 
 import copy
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -25,8 +28,8 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    name: str = "st_mnist_v1"
-    input_shape: tuple[int, int, int] = (28, 28, 1)
+    name: str = Field("st_mnist_v1", description="a model of the registry (mcuzoo models)")
+    input_shape: tuple[int, int, int] = Field((28, 28, 1), description="height, width, channels")
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="top dropout; None: the model's default")
 
     @field_validator("input_shape")
@@ -41,15 +44,18 @@ class ModelConfig(_Section):
 
 
 class DatasetConfig(_Section):
-    name: Literal["glyphs36", "shapes", "emnist_byclass", "folder", "food101"] = "glyphs36"
+    name: Literal["glyphs36", "shapes", "emnist_byclass", "folder", "food101"] = Field("glyphs36",
+        description="built-in (glyphs36, shapes) or a loader for files at dataset.path")
     path: Optional[str] = Field(None, description="dataset root for emnist_byclass, folder and food101")
     test_path: Optional[str] = Field(None, description="separate class-per-folder test set (folder datasets)")
     val_path: Optional[str] = Field(None, description="separate class-per-folder validation set (folder datasets)")
-    validation_split: float = Field(0.1, gt=0.0, lt=0.9)
-    test_split: float = Field(0.0, ge=0.0, lt=0.9, description="hold out a test split from train when the dataset has none")
+    validation_split: float = Field(0.1, gt=0.0, lt=0.9,
+        description="share of the training images held out for validation when the dataset has none")
+    test_split: float = Field(0.0, ge=0.0, lt=0.9,
+        description="hold out a test split from train when the dataset has none")
     samples_per_class: int = Field(300, ge=1, le=100_000, description="built-in datasets: training images per class")
     max_per_class: Optional[int] = Field(None, ge=1, description="cap images per class (quick runs)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the stratified splits")
     skip_bad_files: bool = Field(False, description="skip unreadable images (listed in the run) instead of failing")
 
     @model_validator(mode="after")
@@ -63,15 +69,16 @@ class DatasetConfig(_Section):
 
 class PreprocessingConfig(_Section):
     rescale: float = Field(1 / 127.5, gt=0.0, description="float input = pixel * rescale + offset")
-    offset: float = -1.0
-    interpolation: Literal["bilinear", "nearest", "bicubic", "area"] = "bilinear"
+    offset: float = Field(-1.0, description="added after rescale")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area"] = Field("bilinear",
+        description="resize method to the model's input size")
     aspect: Literal["fit", "crop", "pad"] = Field("fit", description="fit: stretch; crop: center crop; pad: letterbox")
 
 
 class ReduceLRConfig(_Section):
-    factor: float = Field(0.5, gt=0.0, lt=1.0)
-    patience: int = Field(40, ge=1)
-    min_lr: float = Field(1e-5, ge=0.0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0, description="multiply the learning rate by this on a plateau")
+    patience: int = Field(40, ge=1, description="epochs without a better val_accuracy before the rate is cut")
+    min_lr: float = Field(1e-5, ge=0.0, description="the rate is never cut below this")
 
 
 class ScheduleConfig(_Section):
@@ -79,13 +86,14 @@ class ScheduleConfig(_Section):
     ``cosine``: linear warm-up over ``warmup_epochs``, then a half cosine from ``learning_rate`` down to
     ``min_lr`` at the last epoch; it is a function of the epoch alone, so a resumed run follows it exactly."""
 
-    name: Literal["plateau", "cosine"] = "plateau"
-    warmup_epochs: int = Field(0, ge=0, le=100_000)
-    min_lr: float = Field(0.0, ge=0.0)
+    name: Literal["plateau", "cosine"] = Field("plateau",
+        description="plateau: training.reduce_lr; cosine: warm-up, then a half cosine")
+    warmup_epochs: int = Field(0, ge=0, le=100_000, description="cosine: epochs of linear warm-up")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine: learning rate at the last epoch")
 
 
 class EarlyStoppingConfig(_Section):
-    patience: int = Field(60, ge=1)
+    patience: int = Field(60, ge=1, description="stop after this many epochs without a better val_accuracy")
 
 
 class ClusterConfig(_Section):
@@ -106,21 +114,24 @@ class ClusterConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    epochs: int = Field(20, ge=1, le=100_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(0.01, gt=0.0, le=10.0)
+    epochs: int = Field(20, ge=1, le=100_000, description="at most this many epochs")
+    batch_size: int = Field(64, ge=1, le=65_536, description="images per step (per replica)")
+    optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="sgd has momentum 0.9")
+    learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="initial (plateau) or peak (cosine) learning rate")
     lr_schedule: ScheduleConfig = ScheduleConfig()
     reduce_lr: ReduceLRConfig = Field(ReduceLRConfig(), description="used by lr_schedule plateau only")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    seed: int = 0
-    verbose: bool = True
-    deterministic: bool = True
-    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
-    cpu_devices: Optional[int] = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored without GPUs)")
+    seed: int = Field(0, description="seed of weights, shuffling, dropout and augmentation")
+    verbose: bool = Field(True, description="print a line (and progress bars) per epoch")
+    deterministic: bool = Field(True, description="deterministic TensorFlow ops (exact resume; slower on GPUs)")
+    distribution: Literal["none", "mirrored", "multi_worker"] = Field("none",
+        description="TensorFlow distribution strategy")
+    cpu_devices: Optional[int] = Field(None, ge=1, le=64,
+        description="split the CPU into N logical devices (mirrored without GPUs)")
     cluster: Optional[ClusterConfig] = None
     scale_learning_rate: bool = Field(True, description="multiply learning_rate by the number of replicas")
-    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = "none"
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = Field("none",
+        description="Keras dtype policy for training; the saved model is float32")
     initial_weights: Optional[str] = Field(
         None, description="start from this .keras model's weights (same model, input and classes; e.g. a zoo model "
                           "to train further) instead of a random initialisation; a fresh optimizer")
@@ -137,25 +148,32 @@ class TrainingConfig(_Section):
 
 
 class QuantizationConfig(_Section):
-    per_channel: bool = True
-    calibration_samples: int = Field(200, ge=1, le=100_000)
+    per_channel: bool = Field(True, description="per-channel weight scales (false: per-tensor)")
+    calibration_samples: int = Field(200, ge=1, le=100_000,
+        description="training images that calibrate the activation ranges")
     qat_epochs: int = Field(0, ge=0, le=1000, description="quantization-aware fine-tuning epochs before int8 (0 = off)")
-    qat_learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="learning rate of the quantization-aware fine-tuning")
+    qat_learning_rate: float = Field(1e-4, gt=0.0, le=1.0,
+        description="learning rate of the quantization-aware fine-tuning")
     onnx: bool = Field(False, description="also export an ONNX QDQ int8 model (model_qdq_int8.onnx)")
-    calibration_method: Literal["minmax", "percentile", "entropy"] = Field("minmax", description="ONNX calibration")
-    onnx_opset: int = Field(17, ge=17, le=21)
-    onnx_activation_type: Literal["int8", "uint8"] = "int8"
+    calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
+        "minmax", description="how the ONNX QDQ activation ranges are calibrated")
+    onnx_opset: int = Field(17, ge=17, le=21, description="opset of the ONNX models")
+    onnx_activation_type: Literal["int8", "uint8"] = Field("int8",
+        description="QDQ activations (the model's input and output stay float)")
     mixed: bool = Field(False, description="search a mixed int4/int8-weight ONNX model")
-    mixed_tolerance: float = Field(0.015, ge=0.0, lt=1.0, description="accuracy the mixed model may lose vs all-int8 (0.015 = 1.5 points)")
-    mixed_confidence: float = Field(0.9, ge=0.5, lt=1.0, description="confidence that the mixed model's loss vs all-int8 is within mixed_tolerance (paired, on validation; 0.5 = plain comparison)")
-    mixed_max_evals: int = Field(12, ge=2, le=1000)
-    mixed_rank: Literal["sensitivity", "noise", "size"] = "sensitivity"
+    mixed_tolerance: float = Field(0.015, ge=0.0, lt=1.0,
+        description="accuracy the mixed model may lose vs all-int8 (0.015 = 1.5 points)")
+    mixed_confidence: float = Field(0.9, ge=0.5, lt=1.0,
+        description="confidence that the mixed model's loss vs all-int8 is within mixed_tolerance (paired, on validation; 0.5 = plain comparison)")
+    mixed_max_evals: int = Field(12, ge=2, le=1000, description="candidate models the mixed search may score")
+    mixed_rank: Literal["sensitivity", "noise", "size"] = Field("sensitivity",
+        description="order in which weight tensors are raised to int8")
     report: bool = Field(False, description="per-layer float vs int8 error report (quant_report.json / .png)")
-    report_images: int = Field(32, ge=1, le=10_000)
+    report_images: int = Field(32, ge=1, le=10_000, description="calibration images the per-layer report runs")
 
 
 class EvaluationConfig(_Section):
-    batch_size: int = Field(256, ge=1, le=65_536)
+    batch_size: int = Field(256, ge=1, le=65_536, description="images per inference batch")
 
 
 class _Augmentation(_Section):
@@ -169,12 +187,12 @@ def _ordered(section, lo: str, hi: str):
 
 
 class FlipAugmentation(_Augmentation):
-    horizontal: bool = True
-    vertical: bool = False
+    horizontal: bool = Field(True, description="mirror left-right")
+    vertical: bool = Field(False, description="mirror top-bottom")
 
 
 class RotationAugmentation(_Augmentation):
-    max_degrees: float = Field(15.0, gt=0.0, le=180.0)
+    max_degrees: float = Field(15.0, gt=0.0, le=180.0, description="up to this many degrees either way")
 
 
 class TranslationAugmentation(_Augmentation):
@@ -183,7 +201,7 @@ class TranslationAugmentation(_Augmentation):
 
 class ZoomAugmentation(_Augmentation):
     min_scale: float = Field(0.9, gt=0.0, le=10.0, description="< 1 zooms out, > 1 zooms in")
-    max_scale: float = Field(1.1, gt=0.0, le=10.0)
+    max_scale: float = Field(1.1, gt=0.0, le=10.0, description="upper end of the scale")
 
     @model_validator(mode="after")
     def _range(self):
@@ -191,12 +209,12 @@ class ZoomAugmentation(_Augmentation):
 
 
 class ShearAugmentation(_Augmentation):
-    max_degrees: float = Field(10.0, gt=0.0, le=60.0)
+    max_degrees: float = Field(10.0, gt=0.0, le=60.0, description="up to this many degrees either way")
 
 
 class ContrastAugmentation(_Augmentation):
-    min_factor: float = Field(0.7, ge=0.0, le=10.0)
-    max_factor: float = Field(1.3, ge=0.0, le=10.0)
+    min_factor: float = Field(0.7, ge=0.0, le=10.0, description="lower end of the contrast factor")
+    max_factor: float = Field(1.3, ge=0.0, le=10.0, description="upper end of the contrast factor")
 
     @model_validator(mode="after")
     def _range(self):
@@ -208,8 +226,8 @@ class BrightnessAugmentation(_Augmentation):
 
 
 class GammaAugmentation(_Augmentation):
-    min_gamma: float = Field(0.75, gt=0.0, le=10.0)
-    max_gamma: float = Field(1.33, gt=0.0, le=10.0)
+    min_gamma: float = Field(0.75, gt=0.0, le=10.0, description="lower end of the gamma")
+    max_gamma: float = Field(1.33, gt=0.0, le=10.0, description="upper end of the gamma")
 
     @model_validator(mode="after")
     def _range(self):
@@ -222,7 +240,7 @@ class HueAugmentation(_Augmentation):
 
 class SaturationAugmentation(_Augmentation):
     min_factor: float = Field(0.7, ge=0.0, le=10.0, description="RGB only")
-    max_factor: float = Field(1.3, ge=0.0, le=10.0)
+    max_factor: float = Field(1.3, ge=0.0, le=10.0, description="upper end of the saturation factor")
 
     @model_validator(mode="after")
     def _range(self):
@@ -239,9 +257,10 @@ class BlurAugmentation(_Augmentation):
 
 class ErasingAugmentation(_Augmentation):
     min_area: float = Field(0.02, gt=0.0, le=1.0, description="fraction of the image")
-    max_area: float = Field(0.2, gt=0.0, le=1.0)
-    max_aspect: float = Field(3.0, ge=1.0, le=10.0)
-    fill: Literal["noise", "zero"] = "noise"
+    max_area: float = Field(0.2, gt=0.0, le=1.0, description="fraction of the image, at most")
+    max_aspect: float = Field(3.0, ge=1.0, le=10.0,
+        description="aspect ratio of the erased box, at most (and 1/this at least)")
+    fill: Literal["noise", "zero"] = Field("noise", description="what fills the erased box")
 
     @model_validator(mode="after")
     def _range(self):
@@ -269,9 +288,10 @@ class AugmentationConfig(_Section):
 
 
 class Config(_Section):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    output_dir: str = "runs"
-    stages: list[Literal["train", "quantize", "evaluate", "analyze", "card"]] = ["train", "quantize", "evaluate"]
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name: the run directory is output_dir/name")
+    output_dir: str = Field("runs", description="folder that holds the run directories")
+    stages: list[Literal["train", "quantize", "evaluate", "analyze", "card"]] = Field(["train", "quantize", "evaluate"],
+        description="stages to run, in pipeline order")
     model: ModelConfig = ModelConfig()
     dataset: DatasetConfig = DatasetConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -425,3 +445,74 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One leaf key of the schema, as ``mcuzoo config --keys`` lists it."""
+
+    key: str
+    type: str
+    default: Any
+    description: str
+    limits: str = ""
+
+
+_LIMIT_OPS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "at least"))
+
+
+def _limits(field) -> str:
+    """The field's numeric bounds (``>= 1, <= 100000``) from its pydantic metadata."""
+    parts = []
+    for m in field.metadata:
+        for attr, sign in _LIMIT_OPS:
+            v = getattr(m, attr, None)
+            if v is not None:
+                parts.append(f"{sign} {v:g}" if isinstance(v, float) else f"{sign} {v}")
+        if getattr(m, "pattern", None):
+            parts.append(f"matches {m.pattern}")
+    return ", ".join(parts)
+
+
+def _section_of(ann) -> type[BaseModel] | None:
+    """The section class behind a field's annotation (``X`` or ``Optional[X]``), else None."""
+    for a in (ann, *typing.get_args(ann)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
+def _type_name(ann) -> str:
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " | ".join(names) + (" | null" if type(None) in args else "")
+    if origin in (list, tuple):
+        inner = {_type_name(a) for a in args if a is not Ellipsis}
+        return f"list of {' | '.join(sorted(inner))}" if inner else "list"
+    return getattr(ann, "__name__", str(ann))
+
+
+def describe_keys(cls: type[BaseModel] = Config, prefix: str = "") -> list[KeyInfo]:
+    """Every leaf key of the schema in order, with its type, default and description
+    (the section's docstring stands for an optional section with no default, e.g. ``training.cluster``)."""
+    out: list[KeyInfo] = []
+    for name, field in cls.model_fields.items():
+        key = f"{prefix}{name}"
+        sub = _section_of(field.annotation)
+        if sub is not None and field.default is not None:
+            out.extend(describe_keys(sub, key + "."))
+            continue
+        default = field.default
+        if isinstance(default, BaseModel):
+            default = default.model_dump(mode="json")
+        elif isinstance(default, tuple):
+            default = list(default)
+        desc = field.description or ""
+        if sub is not None and not desc:
+            desc = ((sub.__doc__ or "").strip().splitlines() or [""])[0]
+        out.append(KeyInfo(key, _type_name(field.annotation) if sub is None else "mapping | null", default, desc,
+                           _limits(field)))
+    return out
