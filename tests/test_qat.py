@@ -63,6 +63,21 @@ def test_fake_quantized_model_is_the_float_model_plus_8_bit_noise():
     assert np.allclose(np.round(q * 256), q * 256, atol=1e-3)  # probabilities in TFLite's int8 softmax steps
 
 
+def test_fake_quant_graph_can_be_built_twice_from_one_model():
+    """Building a copy calls the model's layers again; a second copy must still see one call per layer."""
+    from mcuzoo.models import build_model
+    from mcuzoo.qat import _set_ranges, fake_quant_graph
+
+    model = build_model("st_efficientnet_lc_v1", (32, 32, 3), 5)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    outputs = []
+    for _ in range(2):
+        qmodel, taps, fqs = fake_quant_graph(model)
+        _set_ranges(taps, fqs, images, 1 / 255, 0.0)
+        outputs.append(np.asarray(qmodel(images.astype(np.float32) / 255)))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
+
+
 def test_fake_quantized_model_is_closer_to_the_int8_tflite_than_the_float_model_is(trained, tmp_path):
     """The simulation is faithful: the .tflite's outputs lie nearer to it than to the float model's."""
     from mcuzoo.config import load_config

@@ -173,10 +173,21 @@ def _fake_quant_layers():
     return FakeQuant, QuantWeights
 
 
+def _model_nodes(model, layer) -> list:
+    """The calls of ``layer`` that are part of ``model``'s graph. A layer keeps every call in its inbound
+    nodes, including the calls that built an earlier fake-quantized copy of the model; Keras names the
+    model's own ones ``<id>_ib-<index>``."""
+    own = getattr(model, "_nodes", None)
+    nodes = layer._inbound_nodes
+    if own is None:
+        return list(nodes)
+    return [n for i, n in enumerate(nodes) if f"{id(layer)}_ib-{i}" in own]
+
+
 def _consumers(model) -> dict[int, list]:
     out: dict[int, list] = {}
     for layer in model.layers:
-        for node in layer._inbound_nodes:
+        for node in _model_nodes(model, layer):
             for t in node.input_tensors:
                 out.setdefault(id(t), []).append(layer)
     return out
@@ -232,9 +243,10 @@ def fake_quant_graph(model, per_channel: bool = True):
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
             continue
-        if len(layer._inbound_nodes) != 1:
+        nodes = _model_nodes(model, layer)
+        if len(nodes) != 1:
             raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} is used more than once")
-        node = layer._inbound_nodes[0]
+        node = nodes[0]
         if len(node.output_tensors) != 1:
             raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} has several outputs")
         if isinstance(layer, layers.Conv2D) and getattr(layer, "groups", 1) != 1:
