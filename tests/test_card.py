@@ -193,7 +193,9 @@ def test_card_names_a_cosine_schedule_instead_of_the_plateau_callback(run_copy):
     cfg = yaml.safe_load((run_copy / rundir.CONFIG).read_text())
     cfg["training"]["lr_schedule"] = {"name": "cosine", "warmup_epochs": 3, "min_lr": 1e-5}
     (run_copy / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
-    cbs = row_value(section(write_card(run_copy).read_text(encoding="utf-8"), "## Training"), "Callbacks")
+    tr = section(write_card(run_copy).read_text(encoding="utf-8"), "## Training")
+    cbs = row_value(tr, "Callbacks")
+    assert row_value(tr, "Learning rate").endswith("(peak)")
     assert cbs.startswith("learning rate: 3 warm-up epochs, then cosine decay to 1e-05 at the last epoch")
     assert "ReduceLROnPlateau" not in cbs and "EarlyStopping(monitor=val_accuracy" in cbs
 

@@ -733,7 +733,8 @@ class _Context:
         if t:
             rows.append(["Optimizer", str(t.get("optimizer", NOT_MEASURED))])
             lr = t.get("learning_rate")
-            rows.append(["Learning rate", f"{lr:g} (initial)" if isinstance(lr, (int, float)) else NOT_MEASURED])
+            kind = "peak" if (t.get("lr_schedule") or {}).get("name") == "cosine" else "initial"
+            rows.append(["Learning rate", f"{lr:g} ({kind})" if isinstance(lr, (int, float)) else NOT_MEASURED])
             rows.append(["Batch size", _int(t.get("batch_size"))])
         if t.get("initial_weights"):
             rows.append(["Initial weights", f"`{t['initial_weights']}` (training continued from that model with a "
