@@ -170,6 +170,11 @@ def test_config_keys_of_a_section_and_an_unknown_prefix(capsys):
     assert main(["config", "--keys", "training.lr_schedule", "--json"]) == 0
     listed = [k["key"] for k in json.loads(capsys.readouterr().out)]
     assert listed == ["training.lr_schedule.name", "training.lr_schedule.warmup_epochs", "training.lr_schedule.min_lr"]
+    # with a config (here: overrides of the defaults), each key also shows the value it sets
+    assert main(["config", "training.epochs=9", "training.lr_schedule.name=cosine", "--keys", "training", "--json"]) == 0
+    rows = {k["key"]: k for k in json.loads(capsys.readouterr().out)}
+    assert rows["training.lr_schedule.name"]["value"] == "cosine" and rows["training.lr_schedule.name"]["default"] == "plateau"
+    assert rows["training.epochs"]["value"] == 9 and rows["training.seed"]["value"] == rows["training.seed"]["default"]
     assert main(["config", "--keys", "train"]) == 2  # a prefix is a whole section name, not a few letters
     err = capsys.readouterr().err
     assert "no config key starts with 'train'" in err and "training" in err and len(err.strip().splitlines()) == 1

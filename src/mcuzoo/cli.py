@@ -46,32 +46,43 @@ def cmd_run(args) -> int:
 def cmd_config(args) -> int:
     from .config import config_to_yaml, describe_keys, load_config
 
+    path, overrides = None, list(args.args)
+    if overrides and "=" not in overrides[0]:
+        path = overrides.pop(0)
+    if any("=" not in o for o in overrides):
+        raise ConfigError("give one config file, then key=value overrides")
+    cfg = load_config(path, overrides)
     if args.keys is not None:
+        values = cfg.model_dump(mode="json")
+
+        def value_of(key: str):
+            v = values
+            for part in key.split("."):
+                v = v[part]
+            return v
+
         rows = [k for k in describe_keys() if k.key == args.keys or k.key.startswith(args.keys.rstrip(".") + ".")
                 or not args.keys]
         if not rows:
             raise ConfigError(f"no config key starts with '{args.keys}' (sections: "
                               f"{', '.join(sorted({k.key.split('.')[0] for k in describe_keys()}))})")
         if args.json:
-            print(json.dumps([{"key": k.key, "type": k.type, "default": k.default, "limits": k.limits,
-                               "description": k.description} for k in rows], indent=2))
+            print(json.dumps([{"key": k.key, "type": k.type, "default": k.default, "value": value_of(k.key),
+                               "limits": k.limits, "description": k.description} for k in rows], indent=2))
             return 0
         from rich.table import Table
 
-        table = Table(title="mcuzoo config keys", show_lines=False)
+        given = bool(args.args)  # a config or overrides: show what they set beside the defaults
+        table = Table(title=f"mcuzoo config keys{f' ({path})' if path else ''}", show_lines=False)
         table.add_column("key", no_wrap=True, style="bold")
-        for col in ("type", "default", "limits", "description"):
+        for col in ("type", "default", *(["value"] if given else []), "limits", "description"):
             table.add_column(col, overflow="fold")
         for k in rows:
-            table.add_row(k.key, k.type, json.dumps(k.default), k.limits, k.description)
+            value = [json.dumps(value_of(k.key))] if given else []
+            table.add_row(k.key, k.type, json.dumps(k.default), *value, k.limits, k.description)
         console.print(table)
         return 0
-    path, overrides = None, list(args.args)
-    if overrides and "=" not in overrides[0]:
-        path = overrides.pop(0)
-    if any("=" not in o for o in overrides):
-        raise ConfigError("give one config file, then key=value overrides")
-    print(config_to_yaml(load_config(path, overrides)), end="")
+    print(config_to_yaml(cfg), end="")
     return 0
 
 
@@ -154,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]",
                    help="YAML config file (default: the defaults), then overrides")
     c.add_argument("--keys", nargs="?", const="", default=None, metavar="PREFIX",
-                   help="list the keys (those under PREFIX, e.g. training) with type, default, limits, description")
+                   help="list the keys (those under PREFIX, e.g. training) with type, default, limits, description, "
+                        "and the value a given config sets")
     c.add_argument("--json", action="store_true", help="with --keys: print JSON")
     c.set_defaults(fn=cmd_config)
 
