@@ -92,9 +92,9 @@ class TrainState:
             self.es_wait += 1
             if self.es_wait >= t.early_stopping.patience:
                 self.stopped_early = True
-        new_lr = None
-        if t.lr_schedule.name != "plateau":
+        if t.lr_schedule.name != "plateau":  # a fixed schedule: scheduled_lr sets the rate
             return None
+        new_lr = None
         if acc - MIN_DELTA_LR > self.lr_best:
             self.lr_best, self.lr_wait = acc, 0
         else:
