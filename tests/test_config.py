@@ -87,6 +87,14 @@ def test_section_given_as_a_plain_value_names_its_keys():
         load_config(None, ["training.lr_schedule=cosine"])
 
 
+def test_unknown_key_of_an_optional_section_lists_its_keys():
+    with pytest.raises(ConfigError, match=re.escape("unknown config key 'training.cluster.foo' (allowed: task_index, "
+                                                    "workers)")):
+        load_config(None, ['training.cluster={workers: ["h:1"], foo: 1}'])
+    with pytest.raises(ConfigError, match=re.escape("'training.cluster': must be a mapping of task_index, workers")):
+        load_config(None, ["training.cluster=3"])
+
+
 def test_cosine_schedule_warms_up_then_decays_to_min_lr():
     from mcuzoo.train import scheduled_lr
 

@@ -314,16 +314,22 @@ class Config(_Section):
 # loading, overrides and one-line errors
 
 
+def _section_of(ann) -> type[BaseModel] | None:
+    """The section class behind a field's annotation (``X`` or ``Optional[X]``), else None."""
+    for a in (ann, *typing.get_args(ann)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
 def _allowed_keys(model_cls: type[BaseModel], path: tuple) -> list[str]:
     cls = model_cls
     for part in path:
         field = cls.model_fields.get(str(part))
         if field is None:
             return []
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            cls = ann
-        else:
+        cls = _section_of(field.annotation)  # also an optional section, e.g. training.cluster
+        if cls is None:
             return []
     return sorted(cls.model_fields)
 
@@ -472,14 +478,6 @@ def _limits(field) -> str:
         if getattr(m, "pattern", None):
             parts.append(f"matches {m.pattern}")
     return ", ".join(parts)
-
-
-def _section_of(ann) -> type[BaseModel] | None:
-    """The section class behind a field's annotation (``X`` or ``Optional[X]``), else None."""
-    for a in (ann, *typing.get_args(ann)):
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return a
-    return None
 
 
 def _type_name(ann) -> str:
