@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_fuzz as fz  # noqa: E402
 
 #: 4 to 8 minutes on the shared 2-core machine; .tflite cases are the slow ones (each model is first run in a LiteRT probe
-#: process, see mcuzoo.analysis.graph.probe_tflite), then images (a tf.data pipeline per case)
+#: process, see mcuzoo.runtime.probe_tflite), then images (a tf.data pipeline per case)
 DEFAULT_CASES = {"config": 2000, "overrides": 2000, "food101": 400, "mapping": 400, "idx": 800,
                  "image": 400, "tflite": 400, "onnx": 1500, "keras": 300}
 

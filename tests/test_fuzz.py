@@ -1187,7 +1187,7 @@ def test_tflite_with_an_impossible_zero_point_is_refused_not_crashed(worker, see
 
 
 def test_tflite_quantization_checks():
-    from mcuzoo.analysis.graph import check_tflite_tensors
+    from mcuzoo.runtime import check_tflite_tensors
     from mcuzoo.errors import ModelFileError
 
     import numpy as np

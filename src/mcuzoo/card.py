@@ -262,7 +262,7 @@ def tflite_io(path: Path) -> dict | None:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        from .analysis.graph import probe_tflite
+        from .runtime import probe_tflite
 
         probe_tflite(path.read_bytes(), path)  # a model that crashes LiteRT: not measured, no crash here
         with captured_output():

@@ -126,28 +126,9 @@ def _keras_backend(path: Path, rescale: float, offset: float):
 
 
 def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
-    from ai_edge_litert.interpreter import Interpreter
+    from .runtime import open_tflite
 
-    from ai_edge_litert.interpreter import OpResolverType
-
-    from .analysis.graph import check_tflite_tensors, probe_tflite
-
-    data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
-    probe_tflite(data, path)  # a model that crashes LiteRT is refused, not run here
-    try:
-        with captured_output():
-            # first without delegates, which only reads the file: refuse what would crash XNNPACK
-            plain = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            check_tflite_tensors(plain.get_tensor_details(), path)
-            del plain
-            interp = Interpreter(model_content=data, num_threads=None)
-            inputs, outputs = interp.get_input_details(), interp.get_output_details()
-    except McuzooError:
-        raise
-    except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
-        raise ModelFileError(f"cannot load {path}: {_first_line(e)}") from None
+    interp, inputs, outputs = open_tflite(path.read_bytes(), path)
     if len(inputs) != 1 or not outputs:
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs: an image classifier "
                              "has one input and one output")

@@ -232,7 +232,7 @@ def measure_host_latency(model_path, fmt: str, runs: int = 20, warmup: int = 3) 
             from ai_edge_litert.interpreter import Interpreter
 
             from ..console import captured_output
-            from .graph import probe_tflite
+            from ..runtime import probe_tflite
 
             probe_tflite(Path(model_path).read_bytes(), model_path)  # cached: load_graph probed it already
             with captured_output():  # LiteRT prints an INFO line when it applies XNNPACK
