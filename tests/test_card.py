@@ -259,7 +259,7 @@ def test_fake_analysis_fills_footprint_platforms_and_latency(run_copy):
 def test_onnx_and_mixed_rows_when_measured(run_copy):
     m = json.loads((run_copy / rundir.METRICS).read_text())
     m["onnx_qdq"] = {"top1": 0.123456, "n": m["float"]["n"], "file": "model_qdq_int8.onnx"}
-    m["mixed"] = {"accuracy": 0.111111, "w4_share": 26.1, "w8_share": 73.9, "file": "model_qdq_w4_26.1%_w8_73.9%_a8_100%.onnx"}
+    m["mixed"] = {"accuracy": 0.111111, "w4_share": 26.1, "w8_share": 73.9, "file": "model_qdq_w4_26.1_w8_73.9_a8_100.onnx"}
     rundir.write_json(run_copy / rundir.METRICS, m)
     acc = section(render_card(run_copy), "### Accuracy with")
     rows = {c[1]: c for c in table_rows(acc) if len(c) == 5}
@@ -371,3 +371,35 @@ def test_augmentation_from_the_config(run_copy):
     rundir.write_text(run_copy / rundir.CONFIG, yaml.safe_dump(cfg, sort_keys=False))
     shown = row_value(section(render_card(run_copy), "## Training"), "Augmentation")
     assert "rotation (rate 0.5" in shown and f"max_degrees {aug['rotation']['max_degrees']}" in shown
+
+
+def test_card_of_a_model_near_chance_warns_at_the_top(run_copy):
+    m = json.loads((run_copy / rundir.METRICS).read_text())
+    conf = m["float"]["confusion"]
+    n, k = sum(map(sum, conf)), len(conf)
+    chance = max(map(sum, conf)) / n  # the tiny run's test split is balanced: 1 / k
+    for top1, warned in ((chance + 0.2 * (1 - chance), True), (chance + 0.3 * (1 - chance), False)):
+        m["float"]["top1"] = top1
+        rundir.write_json(run_copy / rundir.METRICS, m)
+        text = render_card(run_copy)
+        head = text.split("## **Use case**")[0]
+        assert ("far below a usable accuracy" in head) is warned, head
+        if warned:
+            assert f"{100 * chance:.2f} % for always answering the most frequent class" in head
+            assert "20 % of the way" in head and k == 36
+    m["float"]["confusion"] = None  # no confusion matrix: chance is 1 / classes
+    m["float"]["top1"] = 0.05
+    rundir.write_json(run_copy / rundir.METRICS, m)
+    assert "2.78 % for always answering" in render_card(run_copy)
+
+
+def test_quantize_verb_refreshes_the_card(run_copy, capsys):
+    from mcuzoo.cli import main
+
+    write_card(run_copy, plots=False)
+    assert "ONNX QDQ" not in section((run_copy / CARD_NAME).read_text(), "### Accuracy with")
+    assert main(["quantize", str(run_copy), "--onnx"]) == 0
+    acc = section((run_copy / CARD_NAME).read_text(), "### Accuracy with")
+    assert "Int8 (ONNX QDQ)" in acc and "model_qdq_int8.onnx" in acc
+    assert "model card refreshed" in capsys.readouterr().err
+    assert not (run_copy / rundir.LOCK_NAME).exists()

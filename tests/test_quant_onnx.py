@@ -212,8 +212,8 @@ def test_weights_flash_counts_int8_bytes(qdq):
 def test_mixed_name_format():
     from mcuzoo.mixed import mixed_name
 
-    assert mixed_name("model", 26.1, 73.9) == "model_qdq_w4_26.1%_w8_73.9%_a8_100%.onnx"
-    assert mixed_name("m", 100 / 3, 200 / 3, 100.0) == "m_qdq_w4_33.3%_w8_66.7%_a8_100%.onnx"
+    assert mixed_name("model", 26.1, 73.9) == "model_qdq_w4_26.1_w8_73.9_a8_100.onnx"
+    assert mixed_name("m", 100 / 3, 200 / 3, 100.0) == "m_qdq_w4_33.3_w8_66.7_a8_100.onnx"
 
 
 def test_mixed_search(trained, qdq, tmp_path):
@@ -232,7 +232,7 @@ def test_mixed_search(trained, qdq, tmp_path):
 
     res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
                        tolerance=0.03, out_dir=tmp_path, max_evals=8)
-    assert re.fullmatch(r"model_qdq_w4_\d+\.\d%_w8_\d+\.\d%_a8_100%\.onnx", res.path.name), res.path.name
+    assert re.fullmatch(r"model_qdq_w4_\d+\.\d_w8_\d+\.\d_a8_100\.onnx", res.path.name), res.path.name
     w4, w8 = (float(v) for v in re.findall(r"_w[48]_([\d.]+)%", res.path.name))
     assert w4 + w8 == pytest.approx(100.0, abs=0.05) and w4 > 0
     assert res.evaluations == len(calls) <= 8

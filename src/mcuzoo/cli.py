@@ -146,6 +146,22 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _refresh_card(run_dir: str) -> None:
+    """After ``mcuzoo quantize``: a run that has a model card gets it rewritten, so that it names the new models
+    (the card stage reads metrics.json, which quantize has just updated)."""
+    from pathlib import Path
+
+    from . import rundir
+    from .card import CARD_NAME, write_card
+
+    run_dir_p = Path(run_dir)
+    if not (run_dir_p / CARD_NAME).is_file() or not (run_dir_p / rundir.METRICS).is_file():
+        return
+    with rundir.RunLock(run_dir_p):
+        path = write_card(run_dir_p)
+    console.print(f"model card refreshed: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcuzoo", description="Tiny image classifiers, from a dataset to an int8 model that fits a microcontroller.")
     from . import __version__
@@ -210,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         error("mcuzoo: error: --classes must be at least 2")
         return 2
     try:
-        return int(args.fn(args) or 0)
+        rc = int(args.fn(args) or 0)
+        if rc == 0 and args.verb == "quantize":
+            _refresh_card(args.run_dir)
+        return rc
     except McuzooError as e:
         error(f"mcuzoo: error: {e}")
         return e.exit_code

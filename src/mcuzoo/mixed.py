@@ -42,8 +42,10 @@ the activation calibration runs once and is reused by every candidate (ORT's
 calibration cache, where the installed onnxruntime has it).
 
 The file name reports the shares by weight count:
-``<stem>_qdq_w4_26.1%_w8_73.9%_a8_100%.onnx`` (percent of quantized weight
-parameters in int4 / int8, and of quantized activation tensors in 8 bits).
+``<stem>_qdq_w4_26.1_w8_73.9_a8_100.onnx`` (percent of quantized weight
+parameters in int4 / int8, and of quantized activation tensors in 8 bits; no
+``%`` sign, which shells, URLs and Markdown links would have to escape). The
+shares are also in the search's metadata (``w4_share``, ``w8_share``).
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ from .onnx_qdq import (
 )
 
 RANKINGS = ("sensitivity", "noise", "size")
-MIXED_GLOB = "_qdq_w4_*%_w8_*%_a*%.onnx"
+MIXED_GLOB = "_qdq_w4_*_w8_*_a*.onnx"  # also matches the names of old runs (with %)
 
 
 def _pct(x: float) -> str:
@@ -80,11 +82,11 @@ def _pct(x: float) -> str:
 
 
 def mixed_name(stem: str, w4_share: float, w8_share: float, a8_share: float = 100.0) -> str:
-    """``model_qdq_w4_26.1%_w8_73.9%_a8_100%.onnx`` (shares in percent)."""
+    """``model_qdq_w4_26.1_w8_73.9_a8_100.onnx`` (shares in percent)."""
     w4 = round(w4_share, 1)
     w8 = round(100.0 - w4, 1) if w4_share + w8_share > 0 else round(w8_share, 1)
     a8 = f"{a8_share:.1f}".rstrip("0").rstrip(".")
-    return f"{stem}_qdq_w4_{_pct(w4)}%_w8_{_pct(w8)}%_a8_{a8}%.onnx"
+    return f"{stem}_qdq_w4_{_pct(w4)}_w8_{_pct(w8)}_a8_{a8}.onnx"
 
 
 @dataclass
@@ -190,7 +192,7 @@ def search_mixed(
     keep_int8: bool = False,
     confidence: float = 0.9,
 ) -> MixedResult:
-    """Search int4/int8 weights per tensor; write ``<stem>_qdq_w4_..%_w8_..%_a8_100%.onnx`` into ``out_dir``.
+    """Search int4/int8 weights per tensor; write ``<stem>_qdq_w4_.._w8_.._a8_100.onnx`` into ``out_dir``.
 
     ``calibration``: a :class:`mcuzoo.onnx_qdq.Calibration`, an (images, rescale,
     offset) tuple, or uint8 images with ``rescale``/``offset``. ``eval_fn(path)``

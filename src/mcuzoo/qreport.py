@@ -641,7 +641,7 @@ def register_cli(subparsers) -> None:
         "quantize", help="ONNX QDQ int8, mixed int4/int8 and a per-layer error report for a finished run",
         description="Work on an existing run directory (float_model.keras, model_int8.tflite, config.yaml): "
                     "write model_float.onnx + model_qdq_int8.onnx (--onnx), a mixed int4/int8 "
-                    "model_qdq_w4_..%_w8_..%_a8_100%.onnx (--mixed) and quant_report.json/.png (--report). "
+                    "model_qdq_w4_.._w8_.._a8_100.onnx (--mixed) and quant_report.json/.png (--report). "
                     "Without flags: --onnx --report. Nothing else in the run directory changes.")
     q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `mcuzoo run`")
     q.add_argument("--onnx", action="store_true", help="export the ONNX QDQ int8 model")
