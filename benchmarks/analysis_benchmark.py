@@ -50,7 +50,7 @@ def tflite_path(out: Path, name: str, shape, classes: int) -> Path:
 def build_seeds(out: Path) -> dict:
     """Build and quantize each seed (once; reused when the file exists)."""
     from mcuzoo.models import build_model, get_model_spec
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     paths = {}
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``
   difference of a few images is a loss or noise,
 * reports each model's weights flash (constants a board stores: int8 / int4
   packed / int32 biases / per-channel float32 scales; see
-  ``mcuzoo.onnx_qdq.weights_flash`` and ``mcuzoo.qreport.tflite_weights_flash``).
+  ``mcuzoo.quantization.onnx_qdq.weights_flash`` and ``mcuzoo.quantization.report.tflite_weights_flash``).
 
 The run directory is only read: the ONNX files go to ``--work DIR/<run name>``
 (default: a temporary folder, deleted at the end). Training the seed models on real data takes long
@@ -81,13 +81,13 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo import rundir
     from mcuzoo.config import load_config
     from mcuzoo.evaluate import evaluate_model, paired_difference, read_model_info
-    from mcuzoo.mixed import search_mixed
-    from mcuzoo.onnx_qdq import Calibration, export_qdq, weights_flash
+    from mcuzoo.quantization.mixed import search_mixed
+    from mcuzoo.quantization.onnx_qdq import Calibration, export_qdq, weights_flash
     from mcuzoo.data import load_run_dataset
-    from mcuzoo.qreport import tflite_weights_flash
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.report import tflite_weights_flash
+    from mcuzoo.quantization.tflite import quantize_tflite
 
-    from mcuzoo.qat import int8_source
+    from mcuzoo.quantization.qat import int8_source
 
     cfg = load_config(run_dir / rundir.CONFIG)
     float_path = run_dir / rundir.FLOAT_MODEL

@@ -124,7 +124,7 @@ def test_reshape_aliases_its_input():
 def mnist(tmp_path_factory):
     """st_mnist_v1 (28x28x1, 36 classes) with non-zero biases, as .keras and int8 .tflite."""
     from mcuzoo.models import build_model
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     model = build_model("st_mnist_v1", (28, 28, 1), 36)
     rng = np.random.default_rng(0)

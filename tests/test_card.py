@@ -110,7 +110,7 @@ def test_accuracy_table_matches_metrics(tiny_run, card):
 
 def test_params_and_macs_match_the_model(tiny_run, card):
     from mcuzoo.models import total_macs
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     _, text = card
     model = load_keras_model(tiny_run / rundir.FLOAT_MODEL)

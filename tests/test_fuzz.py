@@ -242,7 +242,7 @@ def native_seeds(d: Path) -> dict[str, bytes]:
     import tensorflow as tf
 
     from mcuzoo.console import captured_output
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), batch_size=1)
@@ -733,7 +733,7 @@ def target_model(case: dict, root: Path) -> None:
 
 
 def target_keras(case: dict, root: Path) -> None:
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     errors = []
     try:
@@ -911,7 +911,7 @@ def worker_main() -> None:
                 import mcuzoo.analysis  # noqa: F401
                 import mcuzoo.data  # noqa: F401
                 import mcuzoo.evaluate  # noqa: F401
-                import mcuzoo.quantize  # noqa: F401
+                import mcuzoo.quantization.tflite  # noqa: F401
                 import tensorflow  # noqa: F401
                 reply = {"kind": "ok"}
             elif req["cmd"] == "seeds":

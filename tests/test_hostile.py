@@ -235,7 +235,7 @@ def _savedmodel(path: Path, marker: Path) -> None:
 @pytest.mark.parametrize("kind", KERAS_PAYLOADS)
 def test_keras_files_cannot_run_code(kind, keras_base, evil_env, capsys):
     from mcuzoo.evaluate import open_model
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     files, base = keras_base
     tmp, marker, calls = evil_env
@@ -261,7 +261,7 @@ def test_keras_lambda_bytecode_is_refused_and_safe_mode_stays_on(keras_base, tmp
     a file that tries to switch safe mode off."""
     import keras
 
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     marker = tmp_path / "MARKER"
     target = str(marker)  # the closure holds a plain string, which Keras serializes with the bytecode
@@ -283,7 +283,7 @@ def test_keras_lambda_bytecode_is_refused_and_safe_mode_stays_on(keras_base, tmp
 
 def test_keras_zip_member_names_cannot_escape(keras_base, tmp_path):
     """Members named ``../x`` or absolute paths in a .keras zip are never written outside."""
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     files, _ = keras_base
     outside = tmp_path / "escaped.txt"
@@ -348,7 +348,7 @@ def test_reading_every_kind_of_user_file_never_unpickles(tmp_path, monkeypatch, 
     from mcuzoo.data import load_eval_split
     from mcuzoo.evaluate import open_model
     from mcuzoo.predict import load_image
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     # the user files, written before the trap is set
     (tmp_path / "c.yaml").write_text("training:\n  epochs: 2\n")
@@ -771,7 +771,7 @@ def _run_isolated(source: str, *args: str, timeout: int = 300) -> subprocess.Com
 
 def test_keras_zip_bomb_is_refused_before_keras_reads_it(keras_base, tmp_path):
     """A config.json of 100 MB of spaces (100 KB compressed): refused from the zip directory, nothing inflated."""
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     files, cfg = keras_base
     path = tmp_path / "bomb.keras"

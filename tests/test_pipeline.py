@@ -92,7 +92,7 @@ def test_cli_evaluate_json_matches_metrics(tiny_run, capsys):
 
 def test_per_tensor_quantization(tiny_run, tmp_path):
     from mcuzoo.data import load_dataset
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     cfg = load_config(tiny_run / rundir.CONFIG)
     ds = load_dataset(cfg.dataset, (28, 28, 1))
@@ -189,7 +189,7 @@ def test_float_model_holds_no_optimizer_and_zoo_add_strips_one(tiny_run, tmp_pat
     import keras
 
     from mcuzoo import zoo
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.models import load_keras_model
 
     assert "optimizer" not in _h5_groups(tiny_run / rundir.FLOAT_MODEL)
     assert "optimizer" in _h5_groups(next((tiny_run / "checkpoints").glob("epoch_*.keras")))  # resume needs it
@@ -221,8 +221,8 @@ def test_zoo_add_keeps_an_onnx_model_that_computes_the_same(tiny_run, tmp_path):
     import shutil
 
     from mcuzoo import zoo
-    from mcuzoo.onnx_qdq import export_float_onnx
-    from mcuzoo.quantize import load_keras_model
+    from mcuzoo.quantization.onnx_qdq import export_float_onnx
+    from mcuzoo.models import load_keras_model
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

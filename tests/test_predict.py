@@ -20,7 +20,7 @@ def models(tmp_path_factory):
 
     from mcuzoo.evaluate import ModelInfo
     from mcuzoo.models import build_model
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     d = tmp_path_factory.mktemp("model")
     keras.utils.set_random_seed(0)

@@ -20,7 +20,7 @@ def _layers_with_fake_quant(qmodel) -> set[str]:
 
 def test_fake_quant_points_follow_the_converters_fusions():
     from mcuzoo.models import build_model
-    from mcuzoo.qat import fake_quant_graph
+    from mcuzoo.quantization.qat import fake_quant_graph
 
     model = build_model("st_efficientnet_lc_v1", (32, 32, 3), 5)
     qmodel, taps, fqs = fake_quant_graph(model)
@@ -47,7 +47,7 @@ def test_fake_quant_points_follow_the_converters_fusions():
 
 def test_fake_quantized_model_is_the_float_model_plus_8_bit_noise():
     from mcuzoo.models import build_model
-    from mcuzoo.qat import _set_ranges, fake_quant_graph
+    from mcuzoo.quantization.qat import _set_ranges, fake_quant_graph
 
     model = build_model("squeezenet_v1_0", (48, 48, 3), 4)
     qmodel, taps, fqs = fake_quant_graph(model)
@@ -66,7 +66,7 @@ def test_fake_quantized_model_is_the_float_model_plus_8_bit_noise():
 def test_fake_quant_graph_can_be_built_twice_from_one_model():
     """Building a copy calls the model's layers again; a second copy must still see one call per layer."""
     from mcuzoo.models import build_model
-    from mcuzoo.qat import _set_ranges, fake_quant_graph
+    from mcuzoo.quantization.qat import _set_ranges, fake_quant_graph
 
     model = build_model("st_efficientnet_lc_v1", (32, 32, 3), 5)
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
@@ -83,8 +83,9 @@ def test_fake_quantized_model_is_closer_to_the_int8_tflite_than_the_float_model_
     from mcuzoo.config import load_config
     from mcuzoo.data import load_run_dataset
     from mcuzoo.evaluate import open_model
-    from mcuzoo.qat import _set_ranges, fake_quant_graph
-    from mcuzoo.quantize import load_keras_model, quantize_tflite
+    from mcuzoo.quantization.qat import _set_ranges, fake_quant_graph
+    from mcuzoo.models import load_keras_model
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     cfg = load_config(trained / rundir.CONFIG)
     ds = load_run_dataset(cfg)
@@ -114,7 +115,7 @@ def trained(tmp_path_factory):
 
 def test_qat_in_a_run_keeps_the_epoch_validation_prefers(trained):
     from mcuzoo.pipeline import run
-    from mcuzoo.qat import QAT_MODEL
+    from mcuzoo.quantization.qat import QAT_MODEL
 
     run(resume=trained, overrides=["quantization.qat_epochs=2", "quantization.qat_learning_rate=0.0003",
                                    "quantization.onnx=true", "stages=[train,quantize,evaluate]"])
@@ -140,7 +141,7 @@ def test_qat_in_a_run_keeps_the_epoch_validation_prefers(trained):
 def test_fine_tuning_that_hurts_is_not_kept(trained):
     """A learning rate of 1 wrecks the weights: plain post-training int8 (epoch 0) wins on validation."""
     from mcuzoo.pipeline import run
-    from mcuzoo.qat import QAT_MODEL
+    from mcuzoo.quantization.qat import QAT_MODEL
 
     (trained / QAT_MODEL).write_bytes(b"stale")  # an earlier run's file does not survive
     run(resume=trained, overrides=["quantization.qat_epochs=1", "quantization.qat_learning_rate=1.0"])
@@ -158,7 +159,7 @@ def test_fine_tuning_that_hurts_is_not_kept(trained):
 def test_bad_qat_settings_are_clear_errors(trained):
     from mcuzoo.config import load_config
     from mcuzoo.data import load_run_dataset
-    from mcuzoo.qat import finetune_qat
+    from mcuzoo.quantization.qat import finetune_qat
 
     for bad in ("quantization.qat_epochs=-1", "quantization.qat_learning_rate=0", "quantization.qat_epochs=x"):
         with pytest.raises(ConfigError, match="qat_"):
@@ -179,7 +180,7 @@ def test_bad_qat_settings_are_clear_errors(trained):
 def test_graphs_the_fine_tuning_cannot_follow_are_refused():
     import keras
 
-    from mcuzoo.qat import fake_quant_graph
+    from mcuzoo.quantization.qat import fake_quant_graph
 
     inp = keras.Input((8,))
     dense = keras.layers.Dense(8)

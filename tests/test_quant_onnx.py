@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     from mcuzoo.data import load_dataset
     from mcuzoo.evaluate import ModelInfo
     from mcuzoo.models import build_model
-    from mcuzoo.quantize import quantize_tflite
+    from mcuzoo.quantization.tflite import quantize_tflite
 
     run = tmp_path_factory.mktemp("run")
     cfg = load_config(None, ["name=q", "dataset.samples_per_class=20", "quantization.calibration_samples=64",
@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qdq(trained, tmp_path_factory):
-    from mcuzoo.onnx_qdq import export_qdq
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     out = tmp_path_factory.mktemp("qdq")
     path = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], out, RESCALE, OFFSET)
@@ -137,7 +137,7 @@ def test_input_range_is_anchored_by_the_first_calibration_image(qdq):
 
 
 def test_per_channel_vs_per_tensor_scales(trained, qdq, tmp_path):
-    from mcuzoo.onnx_qdq import export_qdq
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     per_channel = _weight_scales(_onnx(qdq))
     assert per_channel and all(len(s) == 1 and s[0] > 1 for _, s in per_channel)
@@ -152,7 +152,7 @@ def test_per_channel_vs_per_tensor_scales(trained, qdq, tmp_path):
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
 def test_calibration_methods_each_give_a_working_model(trained, qdq, tmp_path, method):
-    from mcuzoo.onnx_qdq import export_qdq
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"][:32], tmp_path, RESCALE, OFFSET,
                    calibration_method=method)
@@ -164,7 +164,7 @@ def test_calibration_methods_each_give_a_working_model(trained, qdq, tmp_path, m
 def test_number_of_calibration_images_matters(trained, qdq, tmp_path):
     from onnx import numpy_helper
 
-    from mcuzoo.onnx_qdq import export_qdq
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     def act_scales(path):
         m = _onnx(path)
@@ -185,7 +185,7 @@ def test_uint8_input_variant(trained, qdq, tmp_path):
     from onnx import TensorProto
 
     from mcuzoo.evaluate import evaluate_model
-    from mcuzoo.onnx_qdq import export_qdq
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET, input_dtype="uint8")
     assert _onnx(p).graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
@@ -196,7 +196,7 @@ def test_uint8_input_variant(trained, qdq, tmp_path):
 
 
 def test_weights_flash_counts_int8_bytes(qdq):
-    from mcuzoo.onnx_qdq import weights_flash
+    from mcuzoo.quantization.onnx_qdq import weights_flash
 
     f = weights_flash(qdq.parent / "model_float.onnx")
     q = weights_flash(qdq)
@@ -210,7 +210,7 @@ def test_weights_flash_counts_int8_bytes(qdq):
 
 
 def test_mixed_name_format():
-    from mcuzoo.mixed import mixed_name
+    from mcuzoo.quantization.mixed import mixed_name
 
     assert mixed_name("model", 26.1, 73.9) == "model_qdq_w4_26.1_w8_73.9_a8_100.onnx"
     assert mixed_name("m", 100 / 3, 200 / 3, 100.0) == "m_qdq_w4_33.3_w8_66.7_a8_100.onnx"
@@ -220,8 +220,8 @@ def test_mixed_search(trained, qdq, tmp_path):
     from onnx import TensorProto
 
     from mcuzoo.evaluate import evaluate_model
-    from mcuzoo.mixed import search_mixed
-    from mcuzoo.onnx_qdq import Calibration, weights_flash
+    from mcuzoo.quantization.mixed import search_mixed
+    from mcuzoo.quantization.onnx_qdq import Calibration, weights_flash
 
     ds = trained["ds"]
     calls = []
@@ -284,8 +284,8 @@ def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, t
     ``lucky``, 1 lost and 3 gained. With a plain comparison (0.5) all-int4 passes; at 90 % confidence the
     search keeps only as many int4 tensors as the standard error allows, and a gain does not pay for noise."""
     from mcuzoo.evaluate import paired_difference
-    from mcuzoo.mixed import search_mixed
-    from mcuzoo.onnx_qdq import Calibration
+    from mcuzoo.quantization.mixed import search_mixed
+    from mcuzoo.quantization.onnx_qdq import Calibration
 
     n = 200
     reference = np.arange(n) < 120
@@ -326,7 +326,7 @@ def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, t
 
 
 def test_quant_report_ranks_layers_and_writes_png(trained, tmp_path):
-    from mcuzoo.qreport import quant_report, report_table, write_report
+    from mcuzoo.quantization.report import quant_report, report_table, write_report
 
     run = trained["run"]
     errs = quant_report(run / rundir.FLOAT_MODEL, run / rundir.INT8_TFLITE, trained["calib"], RESCALE, OFFSET,
@@ -349,7 +349,7 @@ def test_report_table_never_cuts_numbers_on_a_narrow_terminal():
 
     from rich.console import Console
 
-    from mcuzoo.qreport import LayerError, LayerErrors, report_table
+    from mcuzoo.quantization.report import LayerError, LayerErrors, report_table
 
     rows = [LayerError(f"fire{i}_expand3x3_relu_with_a_long_name", "BatchNormalization", i, [14, 14, 192],
                        10.0 + i, 0.99, 0.05, 0.1, 1.0, f"t{i}", "MUL") for i in range(12)]
@@ -365,7 +365,7 @@ def test_report_table_never_cuts_numbers_on_a_narrow_terminal():
 
 def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
     from mcuzoo.models import build_model
-    from mcuzoo.qreport import quant_report
+    from mcuzoo.quantization.report import quant_report
 
     other = build_model("st_mnist_v1", (32, 32, 1), 10)
     with pytest.raises(McuzooError, match="model takes"):
@@ -381,7 +381,7 @@ def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
 
 
 def test_quantize_verb_on_a_run_directory(trained, capsys):
-    from mcuzoo.qreport import register_cli
+    from mcuzoo.quantization.cli import register_cli
 
     run = trained["run"]
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
@@ -404,7 +404,7 @@ def test_quantize_verb_on_a_run_directory(trained, capsys):
 
 def test_run_quant_extras_does_nothing_unless_asked(trained):
     from mcuzoo.config import load_config
-    from mcuzoo.qreport import run_quant_extras
+    from mcuzoo.quantization.stage import run_quant_extras
 
     cfg = load_config(trained["run"] / rundir.CONFIG)
     assert run_quant_extras(cfg, trained["ds"], trained["run"]) == {}
@@ -419,8 +419,8 @@ def _one_line(e):
 
 
 def test_empty_calibration_set(trained, qdq, tmp_path):
-    from mcuzoo.mixed import search_mixed
-    from mcuzoo.onnx_qdq import Calibration, export_qdq
+    from mcuzoo.quantization.mixed import search_mixed
+    from mcuzoo.quantization.onnx_qdq import Calibration, export_qdq
 
     empty = np.zeros((0, 28, 28, 1), np.uint8)
     with pytest.raises(McuzooError, match="calibration set is empty") as e:
@@ -441,8 +441,8 @@ def test_empty_calibration_set(trained, qdq, tmp_path):
 
 def test_malformed_onnx(trained, qdq, tmp_path):
     from mcuzoo.evaluate import evaluate_model
-    from mcuzoo.mixed import search_mixed
-    from mcuzoo.onnx_qdq import export_qdq, load_onnx, weights_flash
+    from mcuzoo.quantization.mixed import search_mixed
+    from mcuzoo.quantization.onnx_qdq import export_qdq, load_onnx, weights_flash
 
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07garbage that is not protobuf \xff\xfe" * 10)
@@ -466,7 +466,7 @@ def test_unsupported_layer_is_a_one_line_error(tmp_path):
     import keras
     import tensorflow as tf
 
-    from mcuzoo.onnx_qdq import export_float_onnx
+    from mcuzoo.quantization.onnx_qdq import export_float_onnx
 
     class PyOp(keras.layers.Layer):  # an op with no ONNX equivalent
         def call(self, x):

@@ -287,7 +287,7 @@ def keras_counts(path: Path) -> dict | None:
         return None
     try:
         from .models import total_macs
-        from .quantize import load_keras_model
+        from .models import load_keras_model
 
         model = load_keras_model(path)
         trainable = int(sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _numel(w.shape))

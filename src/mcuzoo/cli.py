@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     card_cli(sub)
     predict_cli(sub)
     from .data.cli import register_cli as data_cli
-    from .qreport import register_cli as quantize_cli
+    from .quantization.cli import register_cli as quantize_cli
     from .zoo import register_cli as zoo_cli
 
     quantize_cli(sub)

@@ -103,7 +103,7 @@ def _need_preprocessing(path: Path, rescale: float | None) -> None:
 
 
 def _keras_backend(path: Path, rescale: float, offset: float):
-    from .quantize import load_keras_model
+    from .models import load_keras_model
 
     _need_preprocessing(path, rescale)
 

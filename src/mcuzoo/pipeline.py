@@ -104,42 +104,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 "replicas": res.replicas, "distribution": cfg.training.distribution,
             }
         if "quantize" in cfg.stages:
-            from .qat import QAT_MODEL, finetune_qat
-            from .quantize import quantize_tflite
+            from .quantization import run_stage as quantize_stage
 
-            if not float_path.is_file():
-                raise McuzooError(f"quantize stage needs {float_path}: include the train stage")
-            t0 = time.time()
-            qc = cfg.quantization
-            calib = dataset.train.take(qc.calibration_samples, seed=cfg.dataset.seed)
-            source = float_path
-            (run_dir / QAT_MODEL).unlink(missing_ok=True)  # a stale one would feed the ONNX exports
-            if qc.qat_epochs > 0:
-                console.print(f"quantization-aware fine-tuning ({qc.qat_epochs} epochs, kept only where "
-                              "validation says its int8 model is nearer the float model) ...")
-                qat = finetune_qat(
-                    float_path, dataset, run_dir, calib, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-                    epochs=qc.qat_epochs, learning_rate=qc.qat_learning_rate, batch_size=cfg.training.batch_size,
-                    augmentation=cfg.augmentation, seed=cfg.training.seed, per_channel=qc.per_channel,
-                    verbose=cfg.training.verbose,
-                )
-                metrics["qat"] = qat.summary()
-                if qat.path is not None:
-                    source = qat.path
-            console.print(f"quantizing {source.name} to int8 ({'per-channel' if qc.per_channel else 'per-tensor'}) ...")
-            q = quantize_tflite(
-                source, calib, int8_path, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-                per_channel=qc.per_channel,
-            )
-            from .qreport import merge_extras, run_quant_extras
-
-            merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split))
-            metrics["quantization"] = {
-                "file": int8_path.name, "source": source.name, "per_channel": cfg.quantization.per_channel,
-                "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,
-                "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
-                "seconds": round(time.time() - t0, 1),
-            }
+            metrics.update(quantize_stage(cfg, dataset, run_dir))
         if "evaluate" in cfg.stages:
             split_name, split = dataset.eval_split_name, dataset.eval_split
             if split_name != "test":

@@ -287,7 +287,7 @@ def _epoch_line(row: dict, epochs: int) -> str:
 
 def _load_initial_weights(model, path: str) -> None:
     """Copy the weights of the .keras model at ``path`` into ``model``, which must have the same layers and shapes."""
-    from .quantize import load_keras_model
+    from .models import load_keras_model
 
     try:
         src = load_keras_model(path)
@@ -327,7 +327,7 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
     import tensorflow as tf
 
     from .models import build_model
-    from .quantize import load_keras_model
+    from .models import load_keras_model
 
     t = cfg.training
     if t.deterministic:

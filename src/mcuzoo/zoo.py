@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import rundir
 from .errors import McuzooError
-from .mixed import MIXED_GLOB
-from .qat import QAT_MODEL
+from .quantization.mixed import MIXED_GLOB
+from .quantization.qat import QAT_MODEL
 
 PUBLISHED = (
     rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, rundir.ANALYSIS,
@@ -78,7 +78,7 @@ def _without_optimizer(src: Path):
     import io
     import zipfile
 
-    from .quantize import load_keras_model
+    from .models import load_keras_model
 
     try:
         with zipfile.ZipFile(src) as z:
@@ -136,7 +136,7 @@ def _same_onnx(src: Path, dest: Path, probes: int = 4) -> bool:
 def _same_weights(model, path: Path) -> bool:
     import numpy as np
 
-    from .quantize import load_keras_model
+    from .models import load_keras_model
 
     if not path.is_file():
         return False

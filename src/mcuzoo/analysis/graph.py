@@ -680,7 +680,7 @@ def _load_keras(path: Path) -> Graph:
 
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is malformed or truncated: not a Keras archive")
-    from ..quantize import load_keras_model
+    from ..models import load_keras_model
 
     model = load_keras_model(path)
     return graph_from_keras(model, str(path))

@@ -20,6 +20,7 @@ Public API::
     get_model_spec(name) -> ModelSpec
     model_summary(model) -> list[LayerInfo]
     total_macs(model) -> int
+    load_keras_model(path) -> keras.Model   (a .keras file, safe mode on)
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ __all__ = [
     "model_summary",
     "total_macs",
     "check_build_args",
+    "load_keras_model",
 ]
 
 
@@ -154,3 +156,4 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
 # and check_build_args from this module, so these imports stay at the bottom.
 from . import efficientnet_lc, squeezenet, st_mnist  # noqa: E402,F401
 from .macs import LayerInfo, model_summary, total_macs  # noqa: E402
+from .loading import load_keras_model  # noqa: E402

@@ -9,7 +9,7 @@ request), activations int8 (or uint8) **asymmetric**, calibrated on training
 images. Input and output stay float32, so the file runs anywhere ONNX runs and
 :func:`mcuzoo.evaluate.evaluate_model` scores it like the float model.
 
-Calibration follows :mod:`mcuzoo.quantize`: the model's float input is
+Calibration follows :mod:`mcuzoo.quantization.tflite`: the model's float input is
 ``pixel * rescale + offset``, and the first calibration image gets one pixel at
 0 and one at 255 so that the calibrated input range is exactly the image of
 [0, 255] under the preprocessing (with min-max calibration the input
@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
 
-from . import rundir
-from .console import captured_output
-from .errors import McuzooError, ModelFileError
+from .. import rundir
+from ..console import captured_output
+from ..errors import McuzooError, ModelFileError
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_TYPES = ("int8", "uint8")
@@ -216,7 +216,7 @@ def export_float_onnx(model_or_path, out_path: str | Path, opset: int = MIN_OPSE
     """Export a float Keras model (or a .keras file) to ONNX with Keras' exporter; atomic write."""
     import onnx
 
-    from .quantize import load_keras_model
+    from ..models import load_keras_model
 
     opset = _check_opset(opset)
     model = load_keras_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path

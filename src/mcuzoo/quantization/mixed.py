@@ -59,9 +59,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import rundir
-from .errors import McuzooError
-from .evaluate import paired_difference
+from .. import rundir
+from ..errors import McuzooError
+from ..evaluate import paired_difference
 from .onnx_qdq import (
     INT4_OPSET,
     Calibration,
@@ -194,7 +194,7 @@ def search_mixed(
 ) -> MixedResult:
     """Search int4/int8 weights per tensor; write ``<stem>_qdq_w4_.._w8_.._a8_100.onnx`` into ``out_dir``.
 
-    ``calibration``: a :class:`mcuzoo.onnx_qdq.Calibration`, an (images, rescale,
+    ``calibration``: a :class:`mcuzoo.quantization.onnx_qdq.Calibration`, an (images, rescale,
     offset) tuple, or uint8 images with ``rescale``/``offset``. ``eval_fn(path)``
     returns top-1 in [0, 1] of the ONNX file at ``path`` on a validation split.
     or a bool array of per-image correctness (then ``confidence`` applies, see

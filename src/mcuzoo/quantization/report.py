@@ -2,9 +2,8 @@
 
 Entry points: :func:`quant_report` (float Keras model vs int8 .tflite on
 calibration images, one :class:`LayerError` per matched layer, worst first),
-:func:`write_report` (JSON + PNG bar chart of SQNR per layer), the ``mcuzoo
-quantize RUN_DIR`` verb (:func:`register_cli`) and :func:`run_quant_extras`
-(the pipeline's hook for the ONNX QDQ / mixed int4-int8 / report extras).
+:func:`write_report` (JSON + PNG bar chart of SQNR per layer) and
+:func:`report_table` (the table ``mcuzoo quantize --report`` prints).
 
 Errors are measured on the whole int8 model, so a layer's error includes what
 earlier layers passed on: SQNR = 10 log10(sum f^2 / sum (f - q)^2) in dB over
@@ -34,19 +33,16 @@ Input) are skipped and listed; the report says how many layers were matched.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import rundir
-from .console import captured_output, console
-from .errors import McuzooError, ModelFileError
+from .. import rundir
+from ..console import captured_output
+from ..errors import McuzooError, ModelFileError
 
 REPORT_JSON = "quant_report.json"
 REPORT_PNG = "quant_report.png"
@@ -200,7 +196,7 @@ def quant_report(
     """Per-layer SQNR / cosine between the float Keras model and the int8 .tflite, worst first."""
     import keras
 
-    from .quantize import load_keras_model
+    from ..models import load_keras_model
 
     images = np.asarray(images_uint8) if images_uint8 is not None else np.zeros((0,))
     if images.ndim == 0 or len(images) == 0:
@@ -436,231 +432,3 @@ def tflite_weights_flash(path: str | Path) -> dict:
     out["total_bytes"] = out["weight_bytes"] + out["scale_bytes"]
     out["total_kib"] = round(out["total_bytes"] / 1024, 2)
     return out
-
-
-# ---------------------------------------------------------------------------
-# pipeline hook and CLI
-
-
-def _qopt(cfg, name: str, default):
-    return getattr(cfg.quantization, name, default)
-
-
-def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: bool | None = None,
-                     mixed: bool | None = None, report: bool | None = None, options: dict | None = None) -> dict:
-    """ONNX QDQ / mixed int4-int8 / per-layer report for a run directory, as ``cfg.quantization`` says.
-
-    Reads ``float_model.keras`` (and ``model_int8.tflite`` for the report) from
-    ``run_dir``; writes ``model_float.onnx``, ``model_qdq_int8.onnx``, the mixed
-    model and ``quant_report.json``/``.png`` there. The mixed search scores the
-    **validation** split; ``eval_split`` (e.g. the test split), when given, is
-    used to report the top-1 of the written models. ``onnx``/``mixed``/``report``
-    override the config flags; ``options`` overrides other settings by name
-    (per_channel, calibration_method, calibration_samples, onnx_opset,
-    onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
-    mixed_rank, report_images). Returns a dict for metrics.json.
-    """
-    from .evaluate import evaluate_model, read_model_info, runtime
-    from .mixed import search_mixed
-    from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
-    from .qat import int8_source
-
-    run_dir = Path(run_dir)
-    opts = dict(options or {})
-
-    def opt(name, default):
-        return opts[name] if opts.get(name) is not None else _qopt(cfg, name, default)
-
-    do_onnx = bool(opt("onnx", False)) if onnx is None else onnx
-    do_mixed = bool(opt("mixed", False)) if mixed is None else mixed
-    do_report = bool(opt("report", False)) if report is None else report
-    out: dict = {}
-    if not (do_onnx or do_mixed or do_report):
-        return out
-    float_path = run_dir / rundir.FLOAT_MODEL
-    if not float_path.is_file():
-        raise McuzooError(f"quantization extras need {float_path}: train first")
-    info = read_model_info(float_path)
-    rescale = info.rescale if info else cfg.preprocessing.rescale
-    offset = info.offset if info else cfg.preprocessing.offset
-    class_names = list(dataset.class_names)
-    if info and list(info.class_names) != class_names:
-        raise McuzooError(f"{run_dir}: the dataset's classes differ from the model's (model_info.json)")
-    per_channel = bool(opt("per_channel", True))
-    method = str(opt("calibration_method", "minmax"))
-    n_cal = int(opt("calibration_samples", 200))
-    seed = cfg.dataset.seed
-    calib = dataset.train.take(n_cal, seed=seed)
-    bs = cfg.evaluation.batch_size
-
-    def top1(path, split):
-        return evaluate_model(path, split, class_names, rescale, offset, bs).top1
-
-    # the int8 models come from the quantization-aware fine-tuned weights where the quantize stage made them
-    source = int8_source(run_dir)
-    tmpdir = None  # holds the QAT model's float ONNX, made only when the QDQ models need it
-    mixed_float = run_dir / float_onnx_name()
-    if do_onnx or do_mixed:
-        t0 = time.time()
-        opset = int(opt("onnx_opset", 17))
-        console.print(f"ONNX QDQ int8 ({'per-channel' if per_channel else 'per-tensor'}, {method} calibration "
-                      f"on {len(calib)} images{', from ' + source.name if source != float_path else ''}) ...")
-        qsrc = float_path
-        if source != float_path:  # model_float.onnx stays the float model; the QDQ model quantizes the QAT one
-            export_float_onnx(float_path, run_dir / float_onnx_name(), opset)
-            tmpdir = tempfile.TemporaryDirectory(prefix="mcuzoo_extras_")
-            qsrc = mixed_float = export_float_onnx(source, Path(tmpdir.name) / "model_qat_float.onnx", opset)
-        qdq = export_qdq(qsrc, calib, run_dir, rescale, offset, per_channel=per_channel,
-                         calibration_method=method, opset=opset,
-                         activation_type=str(opt("onnx_activation_type", "int8")))
-        d = describe_qdq(qdq)
-        wf = weights_flash(qdq)
-        out["onnx"] = {
-            "file": qdq.name, "float_file": float_onnx_name(), "source": source.name, "per_channel": per_channel,
-            "calibration_method": method, "calibration_images": int(len(calib)), "opset": d["opset"],
-            "size_bytes": qdq.stat().st_size, "weights_flash_bytes": wf.total_bytes,
-            "seconds": round(time.time() - t0, 1),
-        }
-        if eval_split is not None:
-            out["onnx"]["top1"] = round(top1(qdq, eval_split), 6)
-            out["onnx"]["n"] = len(eval_split)
-            out["onnx"]["runtime"] = runtime("onnxruntime")
-    if do_mixed:
-        t0 = time.time()
-        tol = float(opt("mixed_tolerance", 0.015))
-        conf = float(opt("mixed_confidence", 0.9))
-        console.print(f"mixed int4/int8 weights search (within {100 * tol:g} points of int8 on validation, "
-                      f"{100 * conf:g} % confidence) ...")
-        res = search_mixed(
-            mixed_float, Calibration(calib, rescale, offset),
-            lambda p: evaluate_model(p, dataset.val, class_names, rescale, offset, bs).correct,
-            tolerance=tol, out_dir=run_dir, per_channel=per_channel,
-            calibration_method=method, activation_type=str(opt("onnx_activation_type", "int8")),
-            rank=str(opt("mixed_rank", "sensitivity")), max_evals=int(opt("mixed_max_evals", 12)),
-            confidence=conf,
-        )
-        m = res.summary()
-        m.pop("path")
-        m["source"] = source.name
-        m["seconds"] = round(time.time() - t0, 1)
-        if eval_split is not None:
-            m["top1"] = round(top1(res.path, eval_split), 6)
-            m["n"] = len(eval_split)
-            m["runtime"] = runtime("onnxruntime")
-        out["mixed"] = m
-        console.print(f"mixed: {res.path.name}: weights {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
-                      f"all-int8 (-{res.saving_pct:.1f} %), validation top-1 {100 * res.accuracy:.2f} % "
-                      f"vs {100 * res.accuracy_int8:.2f} %")
-    if do_report:
-        int8_path = run_dir / rundir.INT8_TFLITE
-        if not int8_path.is_file():
-            raise McuzooError(f"the quantization report needs {int8_path}: run the quantize stage first")
-        t0 = time.time()
-        n_img = int(opt("report_images", 32))
-        errors = quant_report(float_path, int8_path, calib[:n_img], rescale, offset, max_images=n_img)
-        write_report(errors, run_dir / REPORT_PNG, run_dir / REPORT_JSON)
-        out["report"] = {"json": REPORT_JSON, "png": REPORT_PNG, **errors.summary(),
-                         "seconds": round(time.time() - t0, 1)}
-    if tmpdir is not None:
-        tmpdir.cleanup()
-    return out
-
-
-EXTRA_KEYS = (("onnx", "onnx_qdq"), ("mixed", "mixed"), ("report", "quant_report"))
-
-
-def merge_extras(metrics: dict, extras: dict) -> dict:
-    """metrics.json with run_quant_extras' results under their metrics keys (onnx -> onnx_qdq, ...)."""
-    for key, name in EXTRA_KEYS:
-        if key in extras:
-            metrics[name] = extras[key]
-    return metrics
-
-
-def cmd_quantize(args) -> int:
-    from .config import load_config
-
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise McuzooError(f"run directory not found: {run_dir}")
-    for need in (rundir.CONFIG, rundir.FLOAT_MODEL):
-        if not (run_dir / need).is_file():
-            raise McuzooError(f"{run_dir} is not a finished run: {need} is missing")
-    if args.tolerance is not None and not 0 <= args.tolerance < 1:
-        raise McuzooError(f"--tolerance must be in [0, 1) (0.015 = 1.5 points), got {args.tolerance:g}")
-    if args.confidence is not None and not 0.5 <= args.confidence < 1:
-        raise McuzooError(f"--confidence must be in [0.5, 1) (0.9 = 90 %), got {args.confidence:g}")
-    do = {"onnx": args.onnx, "mixed": args.mixed, "report": args.report}
-    if not any(do.values()):
-        do = {"onnx": True, "mixed": False, "report": True}
-    cfg = load_config(run_dir / rundir.CONFIG)
-    options = {
-        "per_channel": False if args.per_tensor else None,
-        "calibration_method": args.calibration_method, "calibration_samples": args.calibration_samples,
-        "onnx_opset": args.opset, "mixed_tolerance": args.tolerance, "mixed_max_evals": args.max_evals,
-        "mixed_confidence": args.confidence,
-        "report_images": args.report_images,
-    }
-    from .data import load_run_dataset
-
-    with rundir.RunLock(run_dir):
-        dataset = load_run_dataset(cfg)
-        split_name, split = dataset.eval_split_name, dataset.eval_split
-        res = run_quant_extras(cfg, dataset, run_dir, eval_split=split, options=options, **do)
-        metrics_path = run_dir / rundir.METRICS
-        if metrics_path.is_file():  # the run's figures gain the new models' (the card reads them there)
-            rundir.write_json(metrics_path, merge_extras(rundir.read_json(metrics_path), res))
-    res["evaluation_split"] = split_name
-    if args.json:
-        print(json.dumps(res, indent=2))
-        return 0
-    if "onnx" in res:
-        o = res["onnx"]
-        console.print(f"{o['file']}: top-1 on {split_name} [bold]{100 * o['top1']:.2f} %[/], "
-                      f"weights {o['weights_flash_bytes']:,} B")
-    if "mixed" in res:
-        m = res["mixed"]
-        console.print(f"{m['file']}: top-1 on {split_name} [bold]{100 * m['top1']:.2f} %[/], "
-                      f"weights {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
-    if "report" in res:
-        errors_json = rundir.read_json(run_dir / REPORT_JSON)
-        rows = [LayerError(**r) for r in errors_json["rows"]]
-        errs = LayerErrors(rows, errors_json["layers"], errors_json["unmatched"], errors_json["images"])
-        from rich.console import Console
-
-        Console(highlight=False).print(report_table(errs, limit=args.top))
-        console.print(f"report: {run_dir / REPORT_JSON}, {run_dir / REPORT_PNG}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``mcuzoo quantize RUN_DIR [--report] [--onnx] [--mixed]`` to the CLI's subparsers."""
-    from .onnx_qdq import CALIBRATION_METHODS, MAX_OPSET, MIN_OPSET
-
-    q = subparsers.add_parser(
-        "quantize", help="ONNX QDQ int8, mixed int4/int8 and a per-layer error report for a finished run",
-        description="Work on an existing run directory (float_model.keras, model_int8.tflite, config.yaml): "
-                    "write model_float.onnx + model_qdq_int8.onnx (--onnx), a mixed int4/int8 "
-                    "model_qdq_w4_.._w8_.._a8_100.onnx (--mixed) and quant_report.json/.png (--report). "
-                    "Without flags: --onnx --report. Nothing else in the run directory changes.")
-    q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `mcuzoo run`")
-    q.add_argument("--onnx", action="store_true", help="export the ONNX QDQ int8 model")
-    q.add_argument("--mixed", action="store_true", help="search a mixed int4/int8-weights model (ONNX opset 21)")
-    q.add_argument("--report", action="store_true", help="per-layer SQNR of the int8 .tflite vs the float model")
-    q.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per-channel)")
-    q.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
-                   help="activation calibration (default: the config's, else minmax)")
-    q.add_argument("--calibration-samples", type=int, default=None, metavar="N",
-                   help="calibration images (default: the config's)")
-    q.add_argument("--opset", type=int, default=None, choices=range(MIN_OPSET, MAX_OPSET + 1), metavar="N",
-                   help=f"ONNX opset of the QDQ int8 model ({MIN_OPSET}-{MAX_OPSET}, default {MIN_OPSET})")
-    q.add_argument("--tolerance", type=float, default=None, metavar="T",
-                   help="mixed: allowed top-1 drop vs all-int8 on validation, as a fraction (default 0.015)")
-    q.add_argument("--confidence", type=float, default=None, metavar="C",
-                   help="mixed: confidence that the loss vs all-int8 is within the tolerance, from the paired "
-                        "difference on validation (default 0.9; 0.5 = plain comparison)")
-    q.add_argument("--max-evals", type=int, default=None, metavar="N", help="mixed: evaluation budget (default 12)")
-    q.add_argument("--report-images", type=int, default=None, metavar="N", help="report: images (default 32)")
-    q.add_argument("--top", type=int, default=20, metavar="N", help="report: rows shown in the table (default 20)")
-    q.add_argument("--json", action="store_true", help="print the results as JSON")
-    q.set_defaults(fn=cmd_quantize)

@@ -28,7 +28,7 @@ model so that its *int8* outputs agree with the original float model:
    behaviour, not the labels, so the copy does not drift into another model.
    Batch normalisation statistics stay frozen (the converter folds them).
 4. **Chosen on validation.** After every epoch the copy is converted to int8
-   (:func:`mcuzoo.quantize.quantize_tflite`, the same calibration images) and its
+   (:func:`mcuzoo.quantization.tflite.quantize_tflite`, the same calibration images) and its
    outputs compared with the float model's on the **validation** split. The epoch
    whose int8 model is nearest the float model (least mean KL divergence) wins;
    epoch 0, the plain post-training int8 model, is a candidate too, so fine-tuning
@@ -53,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rundir
-from .console import console, step_bar
-from .errors import McuzooError
+from .. import rundir
+from ..console import console, step_bar
+from ..errors import McuzooError
 
 QAT_MODEL = "float_model_qat.keras"
 
@@ -335,9 +335,10 @@ def finetune_qat(
     import keras
     import tensorflow as tf
 
-    from .data import augment_fn
-    from .evaluate import open_model, paired_difference
-    from .quantize import load_keras_model, quantize_tflite
+    from ..data import augment_fn
+    from ..evaluate import open_model, paired_difference
+    from ..models import load_keras_model
+    from .tflite import quantize_tflite
 
     if not (isinstance(epochs, int) and epochs >= 1):
         raise McuzooError(f"quantization-aware fine-tuning needs at least 1 epoch, got {epochs!r}")
