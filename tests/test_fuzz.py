@@ -13,7 +13,7 @@ tflite          bit flips, int32 overwrites, truncations of small .tflite files 
                 ``evaluate.open_model`` (+ one batch) and ``analysis.analyze``
 onnx            byte and protobuf-field mutations of small .onnx files -> same
 keras           mutated config.json (JSON values, bytes), weights, zip members ->
-                ``quantize.load_keras_model``, ``open_model`` (+ one batch), ``analyze``
+                ``models.load_keras_model``, ``open_model`` (+ one batch), ``analyze``
 food101         random meta/classes.txt, train.txt, test.txt -> ``load_eval_split`` and
                 ``load_dataset``
 mapping         random emnist-byclass-mapping.txt -> ``load_eval_split``
