@@ -17,10 +17,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from . import rundir
 from .console import captured_output
 from .errors import McuzooError, ModelFileError
-
-SIDE_CAR = "model_info.json"
 
 
 @dataclass
@@ -43,7 +42,7 @@ class ModelInfo:
 
 
 def read_model_info(model_path: str | Path) -> ModelInfo | None:
-    p = Path(model_path).parent / SIDE_CAR
+    p = Path(model_path).parent / rundir.MODEL_INFO
     if not p.is_file():
         return None
     try:
@@ -97,7 +96,7 @@ def runtime(backend: str) -> str:
 def _need_preprocessing(path: Path, rescale: float | None) -> None:
     if rescale is None:
         raise McuzooError(
-            f"{path} takes float input and its preprocessing is unknown (no {SIDE_CAR} beside it): "
+            f"{path} takes float input and its preprocessing is unknown (no {rundir.MODEL_INFO} beside it): "
             "pass --rescale and --offset"
         )
 

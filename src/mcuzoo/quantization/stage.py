@@ -108,7 +108,8 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
         raise McuzooError(f"{run_dir}: the dataset's classes differ from the model's (model_info.json)")
     per_channel = bool(opt("per_channel", True))
     method = str(opt("calibration_method", "minmax"))
-    n_cal = int(opt("calibration_samples", 200))
+    n_cal = int(opts["calibration_samples"] if opts.get("calibration_samples") is not None
+                else cfg.quantization.calibration_samples)
     seed = cfg.dataset.seed
     calib = dataset.train.take(n_cal, seed=seed)
     bs = cfg.evaluation.batch_size
