@@ -233,7 +233,7 @@ def test_mixed_search(trained, qdq, tmp_path):
     res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
                        tolerance=0.03, out_dir=tmp_path, max_evals=8)
     assert re.fullmatch(r"model_qdq_w4_\d+\.\d_w8_\d+\.\d_a8_100\.onnx", res.path.name), res.path.name
-    w4, w8 = (float(v) for v in re.findall(r"_w[48]_([\d.]+)%", res.path.name))
+    w4, w8 = (float(v) for v in re.findall(r"_w[48]_([\d.]+)(?=_)", res.path.name))
     assert w4 + w8 == pytest.approx(100.0, abs=0.05) and w4 > 0
     assert res.evaluations == len(calls) <= 8
     m = _onnx(res.path)
