@@ -13,7 +13,7 @@ from mcuzoo.errors import ConfigError
 tf = pytest.importorskip("tensorflow")
 
 KINDS = ["flip", "rotation", "translation", "zoom", "shear", "contrast", "brightness", "gamma", "hue",
-         "saturation", "noise", "blur", "erasing"]
+         "saturation", "grayscale", "noise", "blur", "erasing"]
 
 
 def cfg_of(**kinds) -> AugmentationConfig:
@@ -142,6 +142,72 @@ def test_noise_blur_erasing():
     assert all(np.ptp(np.flatnonzero(r)) + 1 == r.sum() for r in rows)  # one solid rectangle
     noisy = run(cfg_of(erasing={"rate": 1.0, "fill": "noise"}), white)
     assert (noisy < 255).any()
+
+
+def test_grayscale_kind():
+    x, y = batch(n=6)
+    g = run(cfg_of(grayscale={"rate": 1.0}), x, y).astype(int)
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    luma = (x.numpy().astype(float) * [0.299, 0.587, 0.114]).sum(-1)
+    assert np.abs(g[..., 0] - luma).max() <= 1
+    half = run(cfg_of(grayscale={"rate": 0.5}), *batch(n=64))
+    grey = (half[..., 0] == half[..., 1]).all((1, 2)) & (half[..., 1] == half[..., 2]).all((1, 2))
+    assert 10 < grey.sum() < 54
+    gx, gy = batch(n=4, c=1)
+    assert np.array_equal(run(cfg_of(grayscale={"rate": 1.0}), gx, gy), gx.numpy())
+
+
+def test_erasing_many_boxes_and_colour_fill():
+    white = tf.constant(np.full((32, 40, 40, 3), 255, np.uint8))
+    one = run(cfg_of(erasing={"rate": 1.0, "min_area": 0.01, "max_area": 0.02, "fill": "zero"}), white)
+    many = run(cfg_of(erasing={"rate": 1.0, "min_area": 0.01, "max_area": 0.02, "fill": "zero", "max_count": 10}),
+               white)
+    frac = lambda e: (e[..., 0] == 0).reshape(len(e), -1).mean(1)  # noqa: E731
+    assert frac(many).mean() > 2.5 * frac(one).mean()
+    assert frac(many).max() <= 10 * 0.02 + 0.02
+    # box 0 keeps the single-box draws: a multi-box image erases (at least) what the one-box image erased
+    assert ((one == 0) <= (many == 0)).all()
+    col = run(cfg_of(erasing={"rate": 1.0, "min_area": 0.2, "max_area": 0.3, "fill": "colour"}), white)
+    for img in col:
+        box = (img != 255).any(-1)
+        assert box.any()
+        assert len(np.unique(img[box].reshape(-1, 3), axis=0)) == 1  # one solid colour per box
+    from mcuzoo.errors import ConfigError as CE
+    with pytest.raises(CE, match="max_count"):
+        load_config(None, ["augmentation.erasing.max_count=0"])
+
+
+def test_fill_mode_per_kind_and_translation_per_axis():
+    from mcuzoo.data.augment import _warp_groups
+
+    cfg = cfg_of(rotation={"rate": 1.0}, zoom={"rate": 1.0}, shear={"rate": 1.0, "fill_mode": "wrap"},
+                 translation={"rate": 1.0}, fill_mode="reflect")
+    assert _warp_groups(cfg) == [("rotation", "translation", "zoom"), ("shear",)]
+    assert _warp_groups(cfg_of(rotation={"rate": 1.0}, shear={"rate": 1.0})) == [("rotation", "shear")]
+    # a wrap fill brings the other edge's pixels; constant brings zeros
+    x = np.zeros((4, 16, 16, 1), np.uint8)
+    x[:, :, :8] = 255
+    xt = tf.constant(x)
+    tr = {"rate": 1.0, "max_fraction": 0.4}
+    wrapped = run(cfg_of(translation={**tr, "fill_mode": "wrap"}), xt)
+    zeros = run(cfg_of(translation={**tr, "fill_mode": "constant"}, fill_mode="wrap"), xt)
+    assert wrapped.astype(int).sum() > zeros.astype(int).sum()
+    assert abs(wrapped.astype(int).sum() / x.astype(int).sum() - 1) < 0.2  # wrapping keeps the mass
+    # translation with its own vertical range: y only moves when max_fraction_y allows it
+    rows = np.zeros((8, 20, 20, 1), np.uint8)
+    rows[:, 10] = 255
+    only_x = run(cfg_of(translation={"rate": 1.0, "max_fraction": 0.3, "max_fraction_y": 0.001}), tf.constant(rows))
+    assert (only_x[:, 10] > 0).any(1).all() and only_x[:, :9].max() == 0 and only_x[:, 12:].max() == 0
+
+
+def test_noise_range():
+    flat = tf.constant(np.full((16, 32, 32, 1), 128, np.uint8))
+    n = run(cfg_of(noise={"rate": 1.0, "min_stddev": 10.0, "max_stddev": 12.0}), flat).astype(float)
+    stds = n.reshape(16, -1).std(1)
+    assert (stds > 8).all() and (stds < 14).all()
+    from mcuzoo.errors import ConfigError as CE
+    with pytest.raises(CE, match="min_stddev must not exceed max_stddev"):
+        load_config(None, ["augmentation.noise.min_stddev=5", "augmentation.noise.max_stddev=1"])
 
 
 def test_every_kind_on_grayscale_and_tiny_images():

@@ -180,6 +180,14 @@ class _Augmentation(_Section):
     rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a training image gets it (0: off)")
 
 
+FillMode = Literal["constant", "nearest", "reflect", "wrap"]
+
+
+class _Geometric(_Augmentation):
+    fill_mode: Optional[FillMode] = Field(None,
+        description="pixels it uncovers: constant (zeros), nearest, reflect, wrap (unset: augmentation.fill_mode)")
+
+
 def _ordered(section, lo: str, hi: str):
     if getattr(section, lo) > getattr(section, hi):
         raise ValueError(f"{lo} must not exceed {hi}")
@@ -191,15 +199,17 @@ class FlipAugmentation(_Augmentation):
     vertical: bool = Field(False, description="mirror top-bottom")
 
 
-class RotationAugmentation(_Augmentation):
-    max_degrees: float = Field(15.0, gt=0.0, le=180.0, description="up to this many degrees either way")
+class RotationAugmentation(_Geometric):
+    max_degrees: float = Field(15.0, gt=0.0, le=180.0,
+        description="up to this many degrees either way (a Keras/ST factor f, a fraction of a full turn, is f * 360)")
 
 
-class TranslationAugmentation(_Augmentation):
-    max_fraction: float = Field(0.1, gt=0.0, le=0.5, description="of the width and height")
+class TranslationAugmentation(_Geometric):
+    max_fraction: float = Field(0.1, gt=0.0, le=0.5, description="of the width (and of the height unless max_fraction_y is set)")
+    max_fraction_y: Optional[float] = Field(None, gt=0.0, le=0.5, description="of the height, when it differs")
 
 
-class ZoomAugmentation(_Augmentation):
+class ZoomAugmentation(_Geometric):
     min_scale: float = Field(0.9, gt=0.0, le=10.0, description="< 1 zooms out, > 1 zooms in")
     max_scale: float = Field(1.1, gt=0.0, le=10.0, description="upper end of the scale")
 
@@ -208,7 +218,7 @@ class ZoomAugmentation(_Augmentation):
         return _ordered(self, "min_scale", "max_scale")
 
 
-class ShearAugmentation(_Augmentation):
+class ShearAugmentation(_Geometric):
     max_degrees: float = Field(10.0, gt=0.0, le=60.0, description="up to this many degrees either way")
 
 
@@ -248,7 +258,16 @@ class SaturationAugmentation(_Augmentation):
 
 
 class NoiseAugmentation(_Augmentation):
+    min_stddev: float = Field(0.0, ge=0.0, le=128.0, description="gaussian noise, in pixel levels (0-255), at least")
     max_stddev: float = Field(8.0, gt=0.0, le=128.0, description="gaussian noise, in pixel levels (0-255)")
+
+    @model_validator(mode="after")
+    def _range(self):
+        return _ordered(self, "min_stddev", "max_stddev")
+
+
+class GrayscaleAugmentation(_Augmentation):
+    """Replace an RGB image by its luma (ITU-R 601) in all three channels; grayscale images are left alone."""
 
 
 class BlurAugmentation(_Augmentation):
@@ -260,7 +279,10 @@ class ErasingAugmentation(_Augmentation):
     max_area: float = Field(0.2, gt=0.0, le=1.0, description="fraction of the image, at most")
     max_aspect: float = Field(3.0, ge=1.0, le=10.0,
         description="aspect ratio of the erased box, at most (and 1/this at least)")
-    fill: Literal["noise", "zero"] = Field("noise", description="what fills the erased box")
+    max_count: int = Field(1, ge=1, le=64,
+        description="rectangles per chosen image: 1 to this many, uniformly (each with its own size and place)")
+    fill: Literal["noise", "zero", "colour"] = Field("noise",
+        description="what fills an erased box: noise per pixel, zeros, or one random colour per box")
 
     @model_validator(mode="after")
     def _range(self):
@@ -281,9 +303,10 @@ class AugmentationConfig(_Section):
     hue: HueAugmentation = HueAugmentation()
     saturation: SaturationAugmentation = SaturationAugmentation()
     noise: NoiseAugmentation = NoiseAugmentation()
+    grayscale: GrayscaleAugmentation = GrayscaleAugmentation()
     blur: BlurAugmentation = BlurAugmentation()
     erasing: ErasingAugmentation = ErasingAugmentation()
-    fill_mode: Literal["constant", "nearest", "reflect", "wrap"] = Field(
+    fill_mode: FillMode = Field(
         "constant", description="pixels uncovered by rotation, translation, zoom, shear (constant: zeros)")
 
 

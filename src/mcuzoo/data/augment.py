@@ -7,11 +7,21 @@
     ds = ds.map(preprocess)
 
 Each kind of augmentation applies to each image independently with its own
-probability ``rate``, in this order: flip; one affine warp combining rotation,
-translation, zoom and shear (``fill_mode`` for the uncovered pixels); brightness,
-contrast, gamma; hue and saturation (RGB images only: skipped for grayscale);
-blur; gaussian noise; random erasing. Pixels are computed in float32 and
-rounded back to uint8.
+probability ``rate``, in this order: flip; affine warps for rotation,
+translation, zoom and shear (one warp per fill mode: kinds that share a
+``fill_mode`` are combined into one warp, so that e.g. the EfficientNet LC
+recipe's reflect-filled rotation/translation/zoom and wrap-filled shear take two);
+brightness, contrast, gamma; hue and saturation; grayscale (those three on RGB
+images only); blur; gaussian noise; random erasing (1..``max_count`` boxes).
+Pixels are computed in float32 and rounded back to uint8.
+
+Recipes in other units (ST model zoo / Keras layers): a rotation factor f is a
+fraction of a full turn, ``max_degrees = 360 f`` (0.125 -> 45); a zoom factor z is
+``min_scale = 1 - z, max_scale = 1 + z``; a contrast factor c is
+``min_factor = 1 - c, max_factor = 1 + c``; a translation factor is already a
+fraction of the size; a shear factor s (a shear tangent) is
+``max_degrees = atan(s)`` in degrees; a noise stddev on [0, 1] inputs is times 255
+(on [-1, 1] inputs times 127.5) in pixel levels.
 
 Randomness: only stateless random ops (``tf.random.stateless_*``), with a
 per-batch key derived from ``seed`` and
@@ -37,7 +47,18 @@ from typing import Callable, Optional
 from ..config import AugmentationConfig
 
 _KINDS = ("flip", "rotation", "translation", "zoom", "shear", "contrast", "brightness", "gamma", "hue",
-          "saturation", "noise", "blur", "erasing")
+          "saturation", "grayscale", "noise", "blur", "erasing")
+_GEOMETRIC = ("rotation", "translation", "zoom", "shear")
+
+
+def _warp_groups(cfg: AugmentationConfig) -> list[tuple[str, ...]]:
+    """The geometric kinds that are on, grouped by their fill mode (first-use order): one warp per group."""
+    groups: dict[str, list[str]] = {}
+    for k in _GEOMETRIC:
+        sec = getattr(cfg, k)
+        if sec.rate > 0:
+            groups.setdefault(sec.fill_mode or cfg.fill_mode, []).append(k)
+    return [tuple(v) for v in groups.values()]
 
 
 def active(cfg: AugmentationConfig) -> list[str]:
@@ -117,39 +138,9 @@ class Augmenter:
                 x = tf.where(per_image(chosen(2, cfg.flip.rate)), tf.reverse(x, [1]), x)
         x = tf.cast(x, tf.float32)
 
-        # -- one affine warp for rotation, translation, zoom, shear
-        if any(getattr(cfg, k).rate > 0 for k in ("rotation", "translation", "zoom", "shear")):
-            zero, one = tf.zeros([B]), tf.ones([B])
-            theta = zero
-            if cfg.rotation.rate > 0:
-                d = cfg.rotation.max_degrees * math.pi / 180
-                theta = tf.where(chosen(3, cfg.rotation.rate), uniform(3, -d, d), zero)
-            tx = ty = zero
-            if cfg.translation.rate > 0:
-                f = cfg.translation.max_fraction
-                on = chosen(4, cfg.translation.rate)
-                tx = tf.where(on, uniform(4, -f, f) * W, zero)
-                ty = tf.where(on, uniform(5, -f, f) * H, zero)
-            scale = one
-            if cfg.zoom.rate > 0:
-                lo, hi = math.log(cfg.zoom.min_scale), math.log(cfg.zoom.max_scale)
-                scale = tf.where(chosen(5, cfg.zoom.rate), tf.exp(uniform(6, lo, hi)) if hi > lo
-                                 else one * cfg.zoom.min_scale, one)
-            shear = zero
-            if cfg.shear.rate > 0:
-                d = cfg.shear.max_degrees * math.pi / 180
-                shear = tf.where(chosen(6, cfg.shear.rate), tf.tan(uniform(7, -d, d)), zero)
-            # output = A (input - c) + c + t with A = rotation . shear . zoom; the op wants input = M output + m
-            c, s = tf.cos(theta), tf.sin(theta)
-            m00, m01 = (c + shear * s) / scale, (s - shear * c) / scale
-            m10, m11 = -s / scale, c / scale
-            cx, cy = (W - 1) / 2.0, (H - 1) / 2.0
-            a2 = cx - (m00 * (cx + tx) + m01 * (cy + ty))
-            b2 = cy - (m10 * (cx + tx) + m11 * (cy + ty))
-            transforms = tf.stack([m00, m01, a2, m10, m11, b2, zero, zero], axis=1)
-            x = tf.raw_ops.ImageProjectiveTransformV3(
-                images=x, transforms=transforms, output_shape=tf.constant([H, W], tf.int32),
-                fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=cfg.fill_mode.upper())
+        # -- affine warps: one per fill mode, each combining the geometric kinds that use it
+        for kinds in _warp_groups(cfg):
+            x = self._warp(x, kinds, uniform, chosen, B, H, W)
 
         # -- colour
         if cfg.brightness.rate > 0:
@@ -179,6 +170,11 @@ class Augmenter:
                 s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
             x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
 
+        # -- grayscale: luma (ITU-R 601) in every channel
+        if C == 3 and cfg.grayscale.rate > 0:
+            luma = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+            x = tf.where(per_image(chosen(16, cfg.grayscale.rate)), tf.tile(luma, [1, 1, 1, 3]), x)
+
         # -- blur: a separable gaussian per image (sigma 0 = identity), as a depthwise convolution
         # over the batch folded into channels, so that every image has its own kernel
         if cfg.blur.rate > 0:
@@ -196,28 +192,86 @@ class Augmenter:
 
         # -- gaussian noise
         if cfg.noise.rate > 0:
-            std = tf.where(chosen(14, cfg.noise.rate), uniform(14, 0.0, cfg.noise.max_stddev), 0.0)
+            std = tf.where(chosen(14, cfg.noise.rate), uniform(14, cfg.noise.min_stddev, cfg.noise.max_stddev), 0.0)
             x = x + per_image(std) * tf.random.stateless_normal(tf.shape(x), seed=fold(key, 214))
 
-        # -- random erasing: one rectangle per chosen image
+        # -- random erasing: 1..max_count rectangles per chosen image
         if cfg.erasing.rate > 0:
-            e = cfg.erasing
-            area = uniform(15, e.min_area, e.max_area) * float(H * W)
-            la = math.log(e.max_aspect)
-            ratio = tf.exp(uniform(16, -la, la)) if la > 0 else tf.ones([B])
-            eh = tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, float(H))
-            ew = tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, float(W))
-            y0 = tf.floor(uniform(17) * (H - eh + 1.0))
-            x0 = tf.floor(uniform(18) * (W - ew + 1.0))
-            rows = tf.range(H, dtype=tf.float32)[None, :, None]
-            cols = tf.range(W, dtype=tf.float32)[None, None, :]
-            col = lambda v: tf.reshape(v, [-1, 1, 1])  # noqa: E731
-            inside = ((rows >= col(y0)) & (rows < col(y0 + eh)) & (cols >= col(x0)) & (cols < col(x0 + ew))
-                      & col(chosen(15, e.rate)))
-            fill = (tf.random.stateless_uniform(tf.shape(x), seed=fold(key, 215), maxval=255.0)
-                    if e.fill == "noise" else tf.zeros_like(x))
-            x = tf.where(inside[..., None], fill, x)
+            x = self._erase(x, key, uniform, chosen, B, H, W)
 
         out = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
         out.set_shape(images.shape)
         return out
+
+    def _warp(self, x, kinds, uniform, chosen, B, H, W):
+        """One projective warp of float images for the geometric ``kinds`` (which share a fill mode)."""
+        import tensorflow as tf
+
+        cfg = self.cfg
+        zero, one = tf.zeros([B]), tf.ones([B])
+        theta = tx = ty = shear = zero
+        scale = one
+        if "rotation" in kinds:
+            d = cfg.rotation.max_degrees * math.pi / 180
+            theta = tf.where(chosen(3, cfg.rotation.rate), uniform(3, -d, d), zero)
+        if "translation" in kinds:
+            t = cfg.translation
+            fx, fy = t.max_fraction, t.max_fraction_y if t.max_fraction_y is not None else t.max_fraction
+            on = chosen(4, t.rate)
+            tx = tf.where(on, uniform(4, -fx, fx) * W, zero)
+            ty = tf.where(on, uniform(5, -fy, fy) * H, zero)
+        if "zoom" in kinds:
+            lo, hi = math.log(cfg.zoom.min_scale), math.log(cfg.zoom.max_scale)
+            scale = tf.where(chosen(5, cfg.zoom.rate), tf.exp(uniform(6, lo, hi)) if hi > lo
+                             else one * cfg.zoom.min_scale, one)
+        if "shear" in kinds:
+            d = cfg.shear.max_degrees * math.pi / 180
+            shear = tf.where(chosen(6, cfg.shear.rate), tf.tan(uniform(7, -d, d)), zero)
+        # output = A (input - c) + c + t with A = rotation . shear . zoom; the op wants input = M output + m
+        c, s = tf.cos(theta), tf.sin(theta)
+        m00, m01 = (c + shear * s) / scale, (s - shear * c) / scale
+        m10, m11 = -s / scale, c / scale
+        cx, cy = (W - 1) / 2.0, (H - 1) / 2.0
+        a2 = cx - (m00 * (cx + tx) + m01 * (cy + ty))
+        b2 = cy - (m10 * (cx + tx) + m11 * (cy + ty))
+        transforms = tf.stack([m00, m01, a2, m10, m11, b2, zero, zero], axis=1)
+        fill_mode = getattr(cfg, kinds[0]).fill_mode or cfg.fill_mode
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=transforms, output_shape=tf.constant([H, W], tf.int32),
+            fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill_mode.upper())
+
+    def _erase(self, x, key, uniform, chosen, B, H, W):
+        """Random erasing: a chosen image gets 1..max_count boxes, each of its own area, aspect and place,
+        filled with noise, zeros or one random colour per box."""
+        import tensorflow as tf
+
+        e = self.cfg.erasing
+        fold = tf.random.experimental.stateless_fold_in
+        C = int(x.shape[-1])
+        on = chosen(15, e.rate)
+        count = (tf.random.stateless_uniform([B], seed=fold(key, 216), minval=1, maxval=e.max_count + 1,
+                                             dtype=tf.int32) if e.max_count > 1 else tf.ones([B], tf.int32))
+        rows = tf.range(H, dtype=tf.float32)[None, :, None]
+        cols = tf.range(W, dtype=tf.float32)[None, None, :]
+        col = lambda v: tf.reshape(v, [-1, 1, 1])  # noqa: E731
+        la = math.log(e.max_aspect)
+        for r in range(e.max_count):
+            base = 1000 * (r + 1)  # box r draws from its own streams; box 0 keeps the single-box streams
+            off = 0 if r == 0 else base
+            area = uniform(15 + off, e.min_area, e.max_area) * float(H * W)
+            ratio = tf.exp(uniform(16 + off, -la, la)) if la > 0 else tf.ones([B])
+            eh = tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, float(H))
+            ew = tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, float(W))
+            y0 = tf.floor(uniform(17 + off) * (H - eh + 1.0))
+            x0 = tf.floor(uniform(18 + off) * (W - ew + 1.0))
+            inside = ((rows >= col(y0)) & (rows < col(y0 + eh)) & (cols >= col(x0)) & (cols < col(x0 + ew))
+                      & col(on & (count > r)))
+            if e.fill == "noise":
+                fill = tf.random.stateless_uniform(tf.shape(x), seed=fold(key, 215 + off), maxval=255.0)
+            elif e.fill == "colour":
+                colour = tf.random.stateless_uniform([B, C], seed=fold(key, 217 + off), maxval=255.0)
+                fill = tf.broadcast_to(colour[:, None, None, :], tf.shape(x))
+            else:
+                fill = tf.zeros_like(x)
+            x = tf.where(inside[..., None], fill, x)
+        return x
