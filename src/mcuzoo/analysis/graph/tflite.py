@@ -1,0 +1,134 @@
+"""The .tflite reader of :func:`mcuzoo.analysis.graph.load_graph` (int8 or float models).
+
+The flatbuffer's identifier ``TFL3`` (bytes 4..8) is checked first, then the LiteRT
+interpreter (built without delegates and without allocating tensors) gives the operators
+in execution order with their input/output tensor ids and every tensor's shape, dtype and
+quantization.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ...errors import ModelFileError
+from ...runtime import check_tflite_tensors, probe_tflite
+from .core import Graph, Op, Tensor, _describe, _finish, _nbytes
+
+TFLITE_KINDS = {
+    "CONV_2D": "conv",
+    "CONV_3D": "conv",
+    "DEPTHWISE_CONV_2D": "depthwise",
+    "FULLY_CONNECTED": "fully_connected",
+    "BATCH_MATMUL": "fully_connected",
+    "TRANSPOSE_CONV": "conv_transpose",
+    "AVERAGE_POOL_2D": "pool",
+    "MAX_POOL_2D": "pool",
+    "L2_POOL_2D": "pool",
+    "MEAN": "reduce",
+    "SUM": "reduce",
+    "REDUCE_MAX": "reduce",
+    "REDUCE_MIN": "reduce",
+    "REDUCE_PROD": "reduce",
+    "RESHAPE": "reshape",
+    "SQUEEZE": "reshape",
+    "EXPAND_DIMS": "reshape",
+    "CONCATENATION": "concat",
+    "SOFTMAX": "softmax",
+    "LOG_SOFTMAX": "softmax",
+    "QUANTIZE": "quantize",
+    "DEQUANTIZE": "quantize",
+    "PAD": "pad",
+    "PADV2": "pad",
+    "MIRROR_PAD": "pad",
+}
+TFLITE_ELEMENTWISE = {
+    "ADD", "SUB", "MUL", "DIV", "MINIMUM", "MAXIMUM", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1",
+    "RELU_0_TO_1", "LEAKY_RELU", "PRELU", "HARD_SWISH", "ABS", "SQRT", "RSQRT", "EXP", "SQUARE",
+    "SQUARED_DIFFERENCE", "NEG", "ELU", "GELU", "FLOOR", "CEIL", "ROUND", "POW", "SIN", "COS", "LOG",
+}
+_BUILTIN_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # builtin operators are named like CONV_2D
+TFLITE_UNSUPPORTED = {"CUSTOM", "WHILE", "IF", "CALL_ONCE", "DELEGATE", "CALL", "STABLEHLO_COMPOSITE"}
+
+
+def load_tflite(path: Path) -> Graph:
+    import numpy as np
+
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a TensorFlow Lite model (no 'TFL3' identifier)")
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:  # pragma: no cover - declared dependency
+        raise ModelFileError("reading .tflite needs the ai-edge-litert package") from None
+    from ...console import captured_output
+
+    probe_tflite(data, path)
+    with captured_output() as log:
+        try:
+            it = Interpreter(
+                model_content=data,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+            ops_details = it._get_ops_details()
+            tensor_details = it.get_tensor_details()
+            in_ids = [int(d["index"]) for d in it.get_input_details()]
+            out_ids = [int(d["index"]) for d in it.get_output_details()]
+            err = None
+        except Exception as e:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError for bad models
+            err = e
+    if err is not None:
+        detail = _describe(err)
+        custom = next((ln for ln in log if "custom op" in ln.lower() or "unsupported" in ln.lower()), None)
+        if custom or "op" in detail.lower() and ("resolve" in detail.lower() or "custom" in detail.lower()):
+            raise ModelFileError(f"{path}: unsupported operator ({(custom or detail).strip()[:200]})")
+        if "flatbuffer" in detail.lower():
+            raise ModelFileError(f"{path} is malformed or truncated: not a valid TensorFlow Lite flatbuffer")
+        raise ModelFileError(f"cannot read {path}: {detail}")
+    check_tflite_tensors(tensor_details, path)
+
+    tensors: dict[int, Tensor] = {}
+    for d in tensor_details:
+        idx = int(d["index"])
+        shape = tuple(int(s) for s in d["shape"])
+        if shape and shape[0] == 0:
+            shape = (1,) + shape[1:]
+        dtype = np.dtype(d["dtype"]).name
+        q = d.get("quantization_parameters") or {}
+        nq = len(q.get("scales", ())) if q else 0
+        tensors[idx] = Tensor(idx, str(d["name"]), shape, dtype, _nbytes(shape, dtype), quant_channels=nq)
+
+    ops: list[Op] = []
+    produced: set[int] = set()
+    for i, o in enumerate(ops_details):
+        name = str(o["op_name"])
+        if name in TFLITE_UNSUPPORTED or not _BUILTIN_NAME.match(name):
+            # LiteRT reports a custom operator by its custom code (e.g. "FlexErf", "BesselI0e")
+            raise ModelFileError(f"{path}: unsupported operator {name} (operator {i}: custom or control flow)")
+        kind = TFLITE_KINDS.get(name) or ("elementwise" if name in TFLITE_ELEMENTWISE else "other")
+        ins = [int(t) for t in o["inputs"] if int(t) >= 0]
+        outs = [int(t) for t in o["outputs"] if int(t) >= 0]
+        missing = [t for t in ins + outs if t not in tensors]
+        if missing:
+            raise ModelFileError(f"{path} is malformed: operator {i} ({name}) uses unknown tensor {missing[0]}")
+        produced.update(outs)
+        ops.append(Op(i, _tflite_op_name(name, outs, tensors), name, kind, ins, outs))
+    # Constants: tensors that no operator writes and that are not graph inputs (variables are not
+    # used by these models; a variable tensor would also be counted here, as flash).
+    for t in tensors.values():
+        if t.id not in produced and t.id not in in_ids:
+            t.const = True
+    return _finish(Graph(str(path), "tflite", tensors, ops, in_ids, out_ids))
+
+
+def _tflite_op_name(op_type: str, outs: list[int], tensors: dict[int, Tensor]) -> str:
+    """A readable layer name: the Keras layer name TensorFlow put in the output tensor's name."""
+    if not outs:
+        return op_type.lower()
+    name = tensors[outs[0]].name.split(";")[0]
+    parts = [p for p in name.split("/") if p]
+    if len(parts) >= 2:
+        layer = parts[1]
+        if layer.endswith("_1") and not layer[:-2].endswith("_"):
+            layer = layer[:-2]
+        return layer
+    return name or op_type.lower()
