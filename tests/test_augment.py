@@ -261,3 +261,61 @@ def test_data_cli(tmp_path, data_parser, capsys):
     assert args.fn(args) == 0 and (tmp_path / "plain.png").is_file()
     with pytest.raises(SystemExit):
         data_parser.parse_args(["data"])
+
+
+# ---------------------------------------------------------------------------
+# preprocessing.aspect=emnist: glyphs framed as NIST's EMNIST
+
+
+def _glyph(h=28, w=28, box=(10, 14, 12, 15)):
+    """A dark frame with a small bright 'glyph' (a filled rectangle r0:r1, c0:c1)."""
+    img = np.zeros((h, w, 1), np.uint8)
+    r0, r1, c0, c1 = box
+    img[r0:r1, c0:c1] = 255
+    return img
+
+
+def test_emnist_framing_fills_the_frame_with_a_border_and_is_stable():
+    from mcuzoo.data.core import EMNIST_BORDER, resize_images
+
+    small = np.stack([_glyph(box=(3, 9, 4, 8)), _glyph(box=(15, 21, 16, 20)), _glyph(box=(2, 26, 10, 14))])
+    out = resize_images(small, (28, 28, 1), "bilinear", "emnist")
+    assert out.shape == (3, 28, 28, 1)
+    for img in out[..., 0]:
+        ink = np.argwhere(img > 127)  # half-level: bilinear upsampling blurs the edge by a source pixel
+        (r0, c0), (r1, c1) = ink.min(0), ink.max(0)
+        assert max(r1 - r0, c1 - c0) + 1 >= 28 - 2 * EMNIST_BORDER - 1      # the long side fills the square
+        assert min(r0, c0) >= EMNIST_BORDER - 1 and max(r1, c1) <= 27 - EMNIST_BORDER + 1
+        assert abs((r0 + r1) / 2 - 13.5) <= 1 and abs((c0 + c1) / 2 - 13.5) <= 1  # centred
+    # the same glyph anywhere in the frame comes out the same
+    assert np.abs(out[0].astype(int) - out[1].astype(int)).max() <= 1
+    # framing a framed glyph gives it back
+    again = resize_images(out, (28, 28, 1), "bilinear", "emnist")
+    assert np.abs(again.astype(int) - out.astype(int)).mean() < 3
+    # no ink: only resized; other sizes and RGB work
+    assert not resize_images(np.zeros((1, 28, 28, 1), np.uint8), (28, 28, 1), aspect="emnist").any()
+    rgb = resize_images(np.repeat(small, 3, -1), (32, 32, 3), "nearest", "emnist")
+    assert rgb.shape == (3, 32, 32, 3)
+
+
+def test_emnist_framing_in_a_dataset_and_in_predict(tmp_path):
+    from PIL import Image
+
+    from mcuzoo.data.loading import load_dataset
+    from mcuzoo.config import DatasetConfig
+    from mcuzoo.predict import load_image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            g = _glyph(box=(2 + i, 8 + i, 3, 7 + (cls == "b") * 4))
+            Image.fromarray(g[..., 0]).save(tmp_path / cls / f"{i}.png")
+    ds = load_dataset(DatasetConfig(name="folder", path=str(tmp_path), validation_split=0.25),
+                      (28, 28, 1), "bilinear", aspect="emnist")
+    imgs = np.concatenate([s.materialize().images if hasattr(s, "materialize") else s.images
+                           for s in (ds.train, ds.val) if s is not None and s.images is not None] or [np.zeros(0)])
+    one = load_image(tmp_path / "a" / "0.png", (28, 28, 1), "bilinear", "emnist")
+    ink = np.argwhere(one[..., 0] > 25)
+    assert ink.min(0)[0] <= 3 and ink.max(0)[0] >= 24  # predict frames like training
+    if imgs.size:
+        assert (imgs.reshape(len(imgs), -1).max(1) > 0).all()

@@ -12,7 +12,7 @@ from mcuzoo.pipeline import run
 TINY = [
     "name=tiny", "dataset.samples_per_class=12", "training.epochs=2", "training.batch_size=32",
     "quantization.calibration_samples=16", "training.verbose=false", "stages=[train,quantize,evaluate,analyze,card]",
-    "quantization.onnx=true",
+    "quantization.onnx=true", "evaluation.emnist_framing=true",
 ]
 
 
@@ -68,6 +68,7 @@ def test_metrics_hold_float_and_int8(tiny_run):
         conf = np.array(m[key]["confusion"])
         assert conf.shape == (36, 36) and conf.sum() == m[key]["n"]
         assert np.trace(conf) / conf.sum() == pytest.approx(m[key]["top1"], abs=1e-6)
+        assert 0.0 <= m[key]["top1_emnist_framing"] <= 1.0  # evaluation.emnist_framing: the second framing
     assert m["int8"]["backend"] == "litert" and m["float"]["backend"] == "keras"
 
 

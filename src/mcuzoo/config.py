@@ -72,7 +72,9 @@ class PreprocessingConfig(_Section):
     offset: float = Field(-1.0, description="added after rescale")
     interpolation: Literal["bilinear", "nearest", "bicubic", "area"] = Field("bilinear",
         description="resize method to the model's input size")
-    aspect: Literal["fit", "crop", "pad"] = Field("fit", description="fit: stretch; crop: center crop; pad: letterbox")
+    aspect: Literal["fit", "crop", "pad", "emnist"] = Field("fit",
+        description="fit: stretch; crop: center crop; pad: letterbox; emnist: frame a glyph as NIST's EMNIST "
+                    "(ink bounding box, centred square, 2-pixel border)")
 
 
 class ReduceLRConfig(_Section):
@@ -174,6 +176,8 @@ class QuantizationConfig(_Section):
 
 class EvaluationConfig(_Section):
     batch_size: int = Field(256, ge=1, le=65_536, description="images per inference batch")
+    emnist_framing: bool = Field(False, description="also score the split with its glyphs framed as NIST's "
+                                 "EMNIST (preprocessing.aspect=emnist), so the card gives top-1 in both framings")
 
 
 class _Augmentation(_Section):

@@ -5,7 +5,7 @@ recursively for image files). Each image is decoded with Pillow, turned upright
 from its EXIF orientation, brought to 8-bit grey or RGB whatever its mode
 (palette, alpha, 16-bit, CMYK, ...), converted to the model's channels and
 resized to the model's input exactly as the training pipeline does (the
-interpolation of ``model_info.json``, bilinear by default), then fed as raw
+interpolation and aspect of ``model_info.json``, bilinear and fit by default), then fed as raw
 uint8 pixels to :func:`mcuzoo.evaluate.open_model`'s ``predict``, which applies
 the model's own preprocessing.
 
@@ -115,7 +115,8 @@ def _to_8bit(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolation: str = "bilinear") -> np.ndarray:
+def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolation: str = "bilinear",
+               aspect: str = "fit") -> np.ndarray:
     """uint8 (H, W, C) pixels of one image file at ``image_shape``; DataError naming the file if unreadable."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -144,7 +145,7 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
         raise DataError(f"{path} is not a readable image ({msg})") from None
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise DataError(f"{path} has no pixels")
-    return resize_images(pixels[None], image_shape, interpolation)[0]
+    return resize_images(pixels[None], image_shape, interpolation, aspect)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +185,7 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
     if len(shape) != 3:
         raise McuzooError(f"{model_path}: input shape {shape} is not (height, width, channels)")
     interpolation = info.interpolation if info else "bilinear"
+    aspect = info.aspect if info else "fit"
     notes: list[str] = []
     if info is None:
         notes.append(f"no model_info.json beside {model_path}: classes are shown as indices")
@@ -191,7 +193,7 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
     images, kept, skipped = [], [], []
     for f in files:
         try:
-            images.append(load_image(f, shape, interpolation))
+            images.append(load_image(f, shape, interpolation, aspect))
             kept.append(f)
         except DataError as e:
             if not skip_bad:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
-ASPECTS = ("fit", "crop", "pad")
+ASPECTS = ("fit", "crop", "pad", "emnist")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 # ITU-R 601 luma, the weights tf.image.rgb_to_grayscale uses
@@ -87,13 +87,15 @@ def fit_images(x, size: tuple[int, int], aspect: str = "fit", interpolation: str
     ``fit`` stretches to (H, W); ``crop`` cuts the largest centred window of
     the target's aspect ratio, then resizes it; ``pad`` resizes to fit inside
     (H, W) keeping the aspect ratio and pads the rest with zeros, centred
-    (letterbox).
+    (letterbox); ``emnist`` frames a glyph as NIST's EMNIST does (see `frame_glyphs`).
     """
     import tensorflow as tf
 
     H, W = int(size[0]), int(size[1])
     if aspect == "fit":
         return tf.image.resize(x, (H, W), method=interpolation)
+    if aspect == "emnist":
+        return frame_glyphs(x, (H, W), interpolation)
     shape = tf.shape(x)
     h, w = shape[-3], shape[-2]
     hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
@@ -113,6 +115,55 @@ def fit_images(x, size: tuple[int, int], aspect: str = "fit", interpolation: str
     return tf.image.pad_to_bounding_box(x, (H - nh) // 2, (W - nw) // 2, H, W)
 
 
+EMNIST_BORDER = 2  # pixels of empty border around the glyph's square, at the output size
+INK_LEVEL = 0.4   # a pixel is ink when it is above this fraction of the image's brightest pixel
+
+
+def frame_glyphs(x, size: tuple[int, int], interpolation: str = "bilinear"):
+    """Float glyph image(s) (h,w,c) or (N,h,w,c), light ink on a dark ground -> ``size``, framed as in
+    NIST's EMNIST: crop to the ink's bounding box, centre it in a square (the longer side), leave an
+    ``EMNIST_BORDER``-pixel border at the output size, and resize (bilinear, or nearest).
+
+    Glyphs of any size and place in the frame come out alike, so a model trained this way reads both
+    EMNIST's framing and smaller, off-centre glyphs; a frame with no ink is only resized. Framing a
+    framed glyph again gives it back (up to resampling). As TF ops, per image.
+    """
+    import tensorflow as tf
+
+    H, W = int(size[0]), int(size[1])
+    single = x.shape.rank == 3
+    xb = x[None] if single else x
+    shape = tf.shape(xb)
+    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    lum = tf.reduce_max(xb, axis=-1)                                     # (N, h, w)
+    peak = tf.reduce_max(lum, axis=[1, 2], keepdims=True)
+    ink = (lum > INK_LEVEL * peak) & (peak > 0)
+    rows, cols = tf.reduce_any(ink, axis=2), tf.reduce_any(ink, axis=1)  # (N, h), (N, w)
+    has = tf.reduce_any(rows, axis=1)
+
+    def bounds(mask, n):
+        idx = tf.range(n, dtype=tf.float32)[None, :]
+        first = tf.reduce_min(tf.where(mask, idx, n), axis=1)
+        last = tf.reduce_max(tf.where(mask, idx, -1.0), axis=1)
+        return first, last
+
+    r0, r1 = bounds(rows, h)
+    c0, c1 = bounds(cols, w)
+    side = tf.maximum(r1 - r0, c1 - c0) + 1.0                            # the glyph's square, in pixels
+    out = float(min(H, W))
+    span = side * out / max(out - 2 * EMNIST_BORDER, 1.0)                # the square with its border
+    cy, cx = (r0 + r1) / 2.0, (c0 + c1) / 2.0
+    # crop_and_resize samples from y1 (h-1) to y2 (h-1): put the first and last sample at pixel centres
+    half_y, half_x = span / 2.0 - span / (2.0 * H), span / 2.0 - span / (2.0 * W)
+    box = tf.stack([(cy - half_y) / tf.maximum(h - 1, 1.0), (cx - half_x) / tf.maximum(w - 1, 1.0),
+                    (cy + half_y) / tf.maximum(h - 1, 1.0), (cx + half_x) / tf.maximum(w - 1, 1.0)], axis=1)
+    whole = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [shape[0], 1])
+    box = tf.where(has[:, None], box, whole)
+    method = "nearest" if interpolation == "nearest" else "bilinear"
+    y = tf.image.crop_and_resize(xb, box, tf.range(shape[0]), (H, W), method=method, extrapolation_value=0.0)
+    return y[0] if single else y
+
+
 def resize_images(images: np.ndarray, image_shape, interpolation: str = "bilinear", aspect: str = "fit") -> np.ndarray:
     """uint8 (N,h,w,c) -> uint8 (N,H,W,C) at ``image_shape`` with the given interpolation and aspect mode."""
     h, w, c = _check_shape(image_shape)
@@ -122,7 +173,7 @@ def resize_images(images: np.ndarray, image_shape, interpolation: str = "bilinea
     if images.ndim == 3:
         images = images[..., None]
     images = to_channels(images.astype(np.uint8, copy=False), c)
-    if images.shape[1:3] == (h, w):
+    if images.shape[1:3] == (h, w) and aspect != "emnist":
         return np.ascontiguousarray(images)
     import tensorflow as tf
 
