@@ -18,14 +18,6 @@ STAGES = ("config", "data", "models", "train", "quantization", "evaluate", "anal
 #: On top: they may import anything, and nothing imports them.
 TOP = ("pipeline", "cli", "predict", "__init__", "__main__")
 
-#: Backward edges not yet mended (issue 18): quantization scores its candidate models with evaluate's
-#: model runner. Each entry must still exist (the test fails once it is mended, so that it leaves this list).
-KNOWN_BACKWARD = {
-    ("quantization", "evaluate", "mcuzoo/quantization/mixed.py"),
-    ("quantization", "evaluate", "mcuzoo/quantization/qat.py"),
-    ("quantization", "evaluate", "mcuzoo/quantization/stage.py"),
-}
-
 
 def _unit(module: str) -> str:
     """The first component below ``mcuzoo`` of a dotted module name: its stage, or a bottom/top module."""
@@ -88,10 +80,8 @@ def test_every_module_has_a_place_in_the_layering():
 
 def test_no_stage_imports_a_later_stage():
     found = backward_imports()
-    new = [f"{f}:{line} ({me} imports {them})" for me, them, f, line in found if (me, them, f) not in KNOWN_BACKWARD]
-    assert new == [], "imports against the flow " + " -> ".join(STAGES) + ":\n" + "\n".join(new)
-    mended = KNOWN_BACKWARD - {(me, them, f) for me, them, f, _ in found}
-    assert not mended, f"no longer imported backwards, remove from KNOWN_BACKWARD: {sorted(mended)}"
+    bad = [f"{f}:{line} ({me} imports {them})" for me, them, f, line in found]
+    assert bad == [], "imports against the flow " + " -> ".join(STAGES) + ":\n" + "\n".join(bad)
 
 
 def test_the_check_finds_backward_imports_inside_functions_and_relative_ones(tmp_path):

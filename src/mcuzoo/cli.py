@@ -119,7 +119,9 @@ def cmd_models(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import load_eval_split
-    from .evaluate import evaluate_model, open_model, read_model_info
+    from .models.runner import open_model
+    from .models.scoring import evaluate_model
+    from .rundir import read_model_info
 
     info = read_model_info(args.model)
     rescale = args.rescale if args.rescale is not None else (info.rescale if info else None)

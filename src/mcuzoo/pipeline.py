@@ -38,7 +38,8 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     """
     from .config import load_config
     from .data import load_run_dataset
-    from .evaluate import ModelInfo, evaluate_model
+    from .evaluate import evaluate_model
+    from .rundir import ModelInfo
     from .models import get_model_spec
     from .train import is_chief
 

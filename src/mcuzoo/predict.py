@@ -6,7 +6,7 @@ from its EXIF orientation, brought to 8-bit grey or RGB whatever its mode
 (palette, alpha, 16-bit, CMYK, ...), converted to the model's channels and
 resized to the model's input exactly as the training pipeline does (the
 interpolation and aspect of ``model_info.json``, bilinear and fit by default), then fed as raw
-uint8 pixels to :func:`mcuzoo.evaluate.open_model`'s ``predict``, which applies
+uint8 pixels to :func:`mcuzoo.models.runner.open_model`'s ``predict``, which applies
 the model's own preprocessing.
 
 Class names come from ``model_info.json`` beside the model; without it the
@@ -171,7 +171,8 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
     listed in ``.skipped`` instead. ``rescale`` / ``offset`` override the
     preprocessing of ``model_info.json`` (needed for float models without it).
     """
-    from .evaluate import open_model, read_model_info
+    from .models.runner import open_model
+    from .rundir import read_model_info
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import RunDirError
+from .errors import ModelFileError, RunDirError
 
 LOCK_NAME = ".lock"
 
@@ -27,6 +28,43 @@ TRAINING_LOG = "training_log.csv"
 HISTORY = "history.json"
 METRICS = "metrics.json"
 ANALYSIS = "analysis.json"
+
+
+@dataclass
+class ModelInfo:
+    """What travels next to a model file: class names and preprocessing."""
+
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    rescale: float
+    offset: float
+    model: str = ""
+    dataset: str = ""
+    interpolation: str = "bilinear"
+    aspect: str = "fit"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+def read_model_info(model_path: str | Path) -> ModelInfo | None:
+    p = Path(model_path).parent / MODEL_INFO
+    if not p.is_file():
+        return None
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+        return ModelInfo(
+            class_names=[str(c) for c in d["class_names"]],
+            input_shape=tuple(int(v) for v in d["input_shape"]),
+            rescale=float(d["rescale"]), offset=float(d["offset"]),
+            model=str(d.get("model", "")), dataset=str(d.get("dataset", "")),
+            interpolation=str(d.get("interpolation", "bilinear")),
+            aspect=str(d.get("aspect", "fit")),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ModelFileError(f"{p} is not a valid mcuzoo model_info.json") from None
 
 
 @contextlib.contextmanager

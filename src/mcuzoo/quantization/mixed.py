@@ -26,11 +26,11 @@ top-1 difference to within about a point, and a search that scores a dozen
 candidates and keeps the smallest one that looks good picks the lucky ones:
 on held-out images it loses more than it seemed to. So when ``eval_fn`` returns
 per-image correctness (a bool per validation image, as
-:func:`mcuzoo.evaluate.evaluate_model`'s ``correct``), a candidate passes only
+:func:`mcuzoo.models.scoring.evaluate_model`'s ``correct``), a candidate passes only
 if its loss against the all-int8 model is within ``tolerance`` with
 ``confidence``: ``max(drop, 0) + z * se <= tolerance``, where ``drop`` and
 ``se`` are the paired difference on the same images and its standard error
-(:func:`mcuzoo.evaluate.paired_difference`) and ``z`` the normal quantile of
+(:func:`mcuzoo.models.scoring.paired_difference`) and ``z`` the normal quantile of
 ``confidence`` (0.9: z = 1.28; 0.5: z = 0, the plain comparison). An observed
 gain counts as no loss, not as credit: int4 weights add noise to the int8
 model and do not make it better in expectation, so a candidate that beats
@@ -61,7 +61,7 @@ import numpy as np
 
 from .. import rundir
 from ..errors import McuzooError
-from ..evaluate import paired_difference
+from ..models.scoring import paired_difference
 from .onnx_qdq import (
     INT4_OPSET,
     Calibration,

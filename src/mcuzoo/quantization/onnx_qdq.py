@@ -7,7 +7,7 @@ for the TensorFlow backend) and kept as ``<stem>_float.onnx``; ONNX Runtime's
 pairs around float ops, weights int8 **symmetric per-channel** (per-tensor on
 request), activations int8 (or uint8) **asymmetric**, calibrated on training
 images. Input and output stay float32, so the file runs anywhere ONNX runs and
-:func:`mcuzoo.evaluate.evaluate_model` scores it like the float model.
+:func:`mcuzoo.models.scoring.evaluate_model` scores it like the float model.
 
 Calibration follows :mod:`mcuzoo.quantization.tflite`: the model's float input is
 ``pixel * rescale + offset``, and the first calibration image gets one pixel at

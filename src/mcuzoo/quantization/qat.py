@@ -33,7 +33,7 @@ model so that its *int8* outputs agree with the original float model:
    whose int8 model is nearest the float model (least mean KL divergence) wins;
    epoch 0, the plain post-training int8 model, is a candidate too, so fine-tuning
    is kept only when validation says it helps. Top-1 differences (paired, image by
-   image: :func:`mcuzoo.evaluate.paired_difference`) are recorded but do not
+   image: :func:`mcuzoo.models.scoring.paired_difference`) are recorded but do not
    choose: on a few hundred images they move by a point from epoch to epoch with
    no trend, and the smallest of several such numbers is mostly luck. The test
    split takes no part.
@@ -336,7 +336,8 @@ def finetune_qat(
     import tensorflow as tf
 
     from ..data import augment_fn
-    from ..evaluate import open_model, paired_difference
+    from ..models.runner import open_model
+    from ..models.scoring import paired_difference
     from ..models import load_keras_model
     from .tflite import quantize_tflite
 

@@ -79,7 +79,9 @@ def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: b
     onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
     mixed_rank, report_images). Returns a dict for metrics.json.
     """
-    from ..evaluate import evaluate_model, read_model_info, runtime
+    from ..models.runner import runtime
+    from ..models.scoring import evaluate_model
+    from ..rundir import read_model_info
     from .mixed import search_mixed
     from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
     from .qat import int8_source
