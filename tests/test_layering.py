@@ -12,7 +12,7 @@ import mcuzoo
 PACKAGE = Path(mcuzoo.__file__).parent
 
 #: Modules any module may import (they import only each other).
-BOTTOM = ("errors", "console", "rundir", "config", "runtime", "plots")
+BOTTOM = ("errors", "console", "rundir", "config", "layouts", "runtime", "plots")
 #: The stages in the order data flows through them; each may import only earlier ones (and BOTTOM).
 STAGES = ("config", "data", "models", "train", "quantization", "evaluate", "analysis", "export", "card", "zoo")
 #: On top: they may import anything, and nothing imports them.

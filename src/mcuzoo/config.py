@@ -12,15 +12,23 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .layouts import LAYOUT_NAMES, LAYOUTS
 
 STAGES = ("train", "quantize", "evaluate", "analyze", "card")
-DATASET_KINDS = ("glyphs36", "shapes", "emnist_byclass", "folder", "food101")
+if TYPE_CHECKING:
+    DatasetName = str
+else:
+    DatasetName = Literal[LAYOUT_NAMES]  # one value per registered layout
+
+
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 class _Section(BaseModel):
@@ -44,9 +52,11 @@ class ModelConfig(_Section):
 
 
 class DatasetConfig(_Section):
-    name: Literal["glyphs36", "shapes", "emnist_byclass", "folder", "food101"] = Field("glyphs36",
-        description="built-in (glyphs36, shapes) or a loader for files at dataset.path")
-    path: Optional[str] = Field(None, description="dataset root for emnist_byclass, folder and food101")
+    name: DatasetName = Field("glyphs36",
+        description="built-in (" + ", ".join(n for n, lay in LAYOUTS.items() if lay.builtin)
+                    + ") or a loader for files at dataset.path (a layout of mcuzoo.layouts)")
+    path: Optional[str] = Field(None, description="dataset root for " + _and(
+        [n for n, lay in LAYOUTS.items() if lay.needs_path]))
     test_path: Optional[str] = Field(None, description="separate class-per-folder test set (folder datasets)")
     val_path: Optional[str] = Field(None, description="separate class-per-folder validation set (folder datasets)")
     validation_split: float = Field(0.1, gt=0.0, lt=0.9,
@@ -60,7 +70,7 @@ class DatasetConfig(_Section):
 
     @model_validator(mode="after")
     def _needs_path(self):
-        if self.name in ("emnist_byclass", "folder", "food101") and not self.path:
+        if LAYOUTS[self.name].needs_path and not self.path:
             raise ValueError(f"dataset '{self.name}' needs dataset.path")
         if self.validation_split + self.test_split >= 0.95:
             raise ValueError("validation_split + test_split leave no training data")

@@ -31,7 +31,7 @@ from . import accuracy, footprint, header, network, platforms, reproduce, traini
 from .context import Context, _read_config, _read_optional_json
 from .context import keras_counts, tflite_io  # noqa: F401 - importable from mcuzoo.card as before the split
 from .header import USEFUL_CHANCE_CORRECTED  # noqa: F401
-from .known import DATASETS, MODELS, REFERENCES, dataset_kind  # noqa: F401
+from .known import MODELS  # noqa: F401
 from .text import NOT_MEASURED  # noqa: F401
 
 __all__ = ["write_card", "render_card", "register_cli", "CARD_NAME"]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
+from ..layouts import DATASETS
 from .context import Context
-from .known import DATASETS
 from .text import NOT_MEASURED, _get, _int, _pct, _table
 
 
@@ -49,7 +49,7 @@ def _accuracy_rows(ctx: Context) -> list[list[str]]:
 
 def accuracy(ctx: Context) -> str:
     head = f"### Accuracy with {ctx.dataset_title} dataset"
-    details = DATASETS[ctx.kind][1] if ctx.kind in DATASETS else f"`{ctx.dataset}` dataset"
+    details = DATASETS[ctx.kind].details if ctx.kind in DATASETS else f"`{ctx.dataset}` dataset"
     if ctx.kind not in DATASETS and _get(ctx.cfg, "dataset", "path"):
         details += f" from `{_get(ctx.cfg, 'dataset', 'path')}`"
     n_eval = _get(ctx.m, "float", "n") or _get(ctx.m, "int8", "n")

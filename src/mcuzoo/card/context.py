@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import McuzooError
-from .known import DATASETS, MODELS, dataset_kind
+from ..layouts import DATASETS, known_dataset
+from .known import MODELS
 from .text import _get
 
 __all__ = ["Context", "tflite_io", "keras_counts"]
@@ -113,8 +114,8 @@ class Context:
         self.class_names = [str(c) for c in (self.info.get("class_names") or list((metrics.get("float") or {}).get("per_class") or {}))]
         self.num_classes = metrics.get("num_classes") or (len(self.class_names) or None)
         self.dataset = str(metrics.get("dataset") or _get(self.cfg, "dataset", "name") or "")
-        self.kind = dataset_kind(self.dataset, _get(self.cfg, "dataset", "path"), self.class_names)
-        self.dataset_title = DATASETS[self.kind][0] if self.kind in DATASETS else (
+        self.kind = known_dataset(self.dataset, _get(self.cfg, "dataset", "path"), self.class_names)
+        self.dataset_title = DATASETS[self.kind].title if self.kind in DATASETS else (
             Path(str(_get(self.cfg, "dataset", "path") or self.dataset)).name or self.dataset)
         self.split = metrics.get("evaluation_split")
         self.io = tflite_io(run_dir / rundir.INT8_TFLITE)

@@ -1,7 +1,7 @@
-"""What the cards say about each architecture and dataset: descriptions, dataset details and references."""
+"""What the cards say about each architecture (the datasets' titles, details and references: :mod:`mcuzoo.layouts`)."""
 from __future__ import annotations
 
-__all__ = ["MODELS", "DATASETS", "REFERENCES", "dataset_kind"]
+__all__ = ["MODELS"]
 
 _ZOO = "https://github.com/STMicroelectronics/stm32ai-modelzoo"
 
@@ -51,59 +51,3 @@ MODELS = {
                    "https://github.com/forresti/SqueezeNet"),
     },
 }
-
-REFERENCES = {
-    "emnist": [
-        '"EMNIST : NIST Special Dataset," [Online]. Available: https://www.nist.gov/itl/products-and-services/emnist-dataset.',
-        '"EMNIST: an extension of MNIST to handwritten letters". https://arxiv.org/abs/1702.05373',
-    ],
-    "flowers": [
-        '"Tf_flowers : tensorflow datasets," TensorFlow. [Online]. Available: '
-        "https://www.tensorflow.org/datasets/catalog/tf_flowers.",
-    ],
-    "plant": [
-        'J, ARUN PANDIAN; GOPAL, GEETHARAMANI (2019), "Data for: Identification of Plant Leaf Diseases Using a '
-        '9-layer Deep Convolutional Neural Network", Mendeley Data, V1, doi: 10.17632/tywbtsjrjv.1',
-    ],
-    "food101": [
-        'L. Bossard, M. Guillaumin, and L. Van Gool, "Food-101 -- Mining Discriminative Components with Random '
-        'Forests." European Conference on Computer Vision, 2014.',
-    ],
-}
-
-DATASETS = {
-    "emnist": ("EMNIST-Byclass", "[link](https://www.nist.gov/itl/products-and-services/emnist-dataset), by_class, "
-               "digits [0-9] and capital letters [A-Z] (labels 0-35; lower-case letters dropped)"),
-    "flowers": ("Flowers", "[link](http://download.tensorflow.org/example_images/flower_photos.tgz), License "
-                "[CC BY 2.0](https://creativecommons.org/licenses/by/2.0/)"),
-    "plant": ("Plant Village", "[link](https://data.mendeley.com/datasets/tywbtsjrjv/1), License "
-              "[CC0 1.0](https://creativecommons.org/publicdomain/zero/1.0/)"),
-    "food101": ("Food-101", "[link](https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)"),
-    "glyphs36": ("glyphs36", "mcuzoo's built-in synthetic dataset: digits 0-9 and letters A-Z rendered "
-                 "from the fonts shipped with matplotlib, randomly distorted, deterministic for a seed. It is not "
-                 "EMNIST: figures on it are not comparable with the EMNIST figures of the reference card"),
-    "shapes": ("shapes", "mcuzoo's built-in synthetic dataset: coloured shapes on textured backgrounds, "
-               "rendered at the model's input size. Figures on it are not comparable with any reference card"),
-}
-
-_FLOWERS = {"daisy", "dandelion", "rose", "roses", "sunflower", "sunflowers", "tulip", "tulips"}
-
-
-def dataset_kind(name: str, path: str | None, class_names: list[str]) -> str | None:
-    """Which known dataset a run used: emnist, flowers, plant, food101, glyphs36, shapes, or None."""
-    name = (name or "").lower()
-    if name.startswith("emnist"):
-        return "emnist"
-    if name in ("food101", "food-101"):
-        return "food101"
-    if name in ("glyphs36", "shapes"):
-        return name
-    low = {c.lower() for c in class_names}
-    where = (path or "").lower().replace("-", "").replace("_", "")
-    if low and low <= _FLOWERS or "flower" in where:
-        return "flowers"
-    if any("___" in c for c in class_names) or "plant" in where:
-        return "plant"
-    if "food101" in where:
-        return "food101"
-    return None

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from .. import rundir
+from ..layouts import DATASETS
 from .context import Context
-from .known import DATASETS, REFERENCES
 from .text import NOT_MEASURED, _get
 
 
@@ -67,9 +67,9 @@ def _extras_note(ctx: Context) -> str:
 
 
 def references(ctx: Context) -> str:
-    refs = REFERENCES.get(ctx.kind or "", [])
+    refs = DATASETS[ctx.kind].references if ctx.kind in DATASETS else ()
     if not refs:
-        what = DATASETS[ctx.kind][0] if ctx.kind in DATASETS else f"`{ctx.dataset}`"
+        what = DATASETS[ctx.kind].title if ctx.kind in DATASETS else f"`{ctx.dataset}`"
         return f"# References\n\nNo external dataset reference: {what} is not a published dataset."
     body = "\n\n".join(f'<a id="{i}">[{i}]</a>\n{r}' for i, r in enumerate(refs, 1))
     return f"# References\n\n{body}"

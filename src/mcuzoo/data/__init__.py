@@ -6,7 +6,8 @@
 labels and reads pixels once; `Split.tf_dataset` streams files with parallel
 decoding (or serves in-memory arrays); `augment_fn` gives the training-time
 augmentation as a tf.data map function; ``mcuzoo data info|preview`` lives in
-`mcuzoo.data.cli`.
+`mcuzoo.data.cli`. Each dataset layout is a module of `mcuzoo.data.layouts`, registered in
+`mcuzoo.layouts`.
 """
 from .augment import augment_fn
 from .core import Dataset, Split, fit_images, resize_images, to_channels

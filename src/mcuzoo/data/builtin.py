@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..errors import DataError
+from ..layouts import LAYOUTS
 from .core import to_channels
 
 GLYPH_CLASSES = [str(d) for d in range(10)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 SHAPE_CLASSES = ["circle", "square", "triangle", "star", "cross", "ring"]
-BUILTIN = ("glyphs36", "shapes")
+BUILTIN = tuple(n for n, lay in LAYOUTS.items() if lay.builtin)  # glyphs36, shapes (mcuzoo.layouts)
 
 TRAIN_STREAM, TEST_STREAM = 0, 1
 _KIND_ID = {"glyphs36": 36, "shapes": 6}

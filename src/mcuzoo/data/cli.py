@@ -58,6 +58,7 @@ def cmd_data_info(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..layouts import get_layout
     from .augment import active
 
     cfg, ds = _load(args)
@@ -65,7 +66,8 @@ def cmd_data_info(args) -> int:
     n = ds.num_classes
     splits = [("train", ds.train), ("validation", ds.val), ("test", ds.test)]
     p = cfg.preprocessing
-    out.print(f"[bold]{ds.name}[/]{' ' + cfg.dataset.path if cfg.dataset.path else ''}: {n} classes; "
+    layout = get_layout(cfg.dataset.name)
+    out.print(f"[bold]{ds.name}[/] ({layout.summary}){' ' + cfg.dataset.path if cfg.dataset.path else ''}: {n} classes; "
               f"model input {'x'.join(map(str, ds.image_shape))} ({p.aspect}, {p.interpolation})")
 
     t = Table(title="splits (per class: fewest / most images; source image sizes HxW by area)")

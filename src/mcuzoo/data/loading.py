@@ -1,6 +1,10 @@
 """`load_dataset` (training runs) and `load_eval_split` (``mcuzoo evaluate MODEL DATA``).
 
-Splitting works on labels and positions only (`_Pool`); pixels are read once
+Each dataset layout (:mod:`mcuzoo.layouts`) is read by its module in :mod:`mcuzoo.data.layouts`, which
+gives class names and `Pool` s (:mod:`mcuzoo.data.pools`); ``mcuzoo evaluate`` asks each layout's
+``detect`` in registration order (fallbacks, the plain class-per-folder layout, last).
+
+Splitting works on labels and positions only (`Pool`); pixels are read once
 at the end (`_materialize`): in-memory sources (built-in sets, EMNIST) are read
 in one pass into one buffer of which train / validation / test are slices,
 image files are checked up front (`images.index_files`) and decoded lazily by
@@ -15,71 +19,28 @@ train on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from ..config import Config, DatasetConfig
 from ..errors import DataError
-from . import builtin, emnist, folders
+from ..layouts import LAYOUTS, get_layout
 from .core import Dataset, Split, _check_aspect, _check_interpolation, _check_shape, resize_images
-from .images import index_files
+from .pools import Files, Pool, shown
 from .splits import cap_per_class, stratified_split
 
 
-class _Memory:
-    """Images in memory at their native size."""
-
-    def __init__(self, images: np.ndarray):
-        self.images = images
-
-    def read(self, index: np.ndarray) -> np.ndarray:
-        return self.images[index]
-
-
-class _Files:
-    """Checked image files (an `images.FileIndex`)."""
-
-    def __init__(self, index):
-        self.paths = index.paths
-        self.decode = index.decode
-        self.sizes = index.sizes
-
-
-@dataclass
-class _Pool:
-    """Labelled items before splitting: positions ``index`` in a ``source``."""
-
-    labels: np.ndarray
-    source: Any
-    index: np.ndarray
-
-    def __len__(self):
-        return len(self.labels)
-
-    def subset(self, idx: np.ndarray) -> "_Pool":
-        idx = np.asarray(idx, dtype=np.int64)
-        return _Pool(self.labels[idx], self.source, self.index[idx])
-
-
-def _memory_pool(images: np.ndarray, labels: np.ndarray) -> _Pool:
-    return _Pool(np.asarray(labels, dtype=np.int32), _Memory(images), np.arange(len(labels), dtype=np.int64))
-
-
-def _files_pool(index, labels: np.ndarray) -> _Pool:
-    return _Pool(np.asarray(labels, dtype=np.int32), _Files(index), np.arange(len(index.paths), dtype=np.int64))
-
-
-def _materialize(pools: list[Optional[_Pool]], image_shape, interpolation, aspect) -> list[Optional[Split]]:
+def _materialize(pools: list[Optional[Pool]], image_shape, interpolation, aspect) -> list[Optional[Split]]:
     """Splits of the pools; pools sharing an array source are read in one pass into one buffer."""
     out: list[Optional[Split]] = [None] * len(pools)
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(pools):
         if p is None:
             continue
-        if isinstance(p.source, _Files):
+        if isinstance(p.source, Files):
             s = p.source
             out[i] = Split(p.labels, None, [s.paths[j] for j in p.index], image_shape, interpolation, aspect,
                            decode=s.decode[p.index], sizes=s.sizes[p.index])
@@ -109,17 +70,7 @@ def _pct(x: float) -> str:
     return f"{x * 100:g}%"
 
 
-def _shown(items: list[str], k: int = 10) -> str:
-    return ", ".join(items[:k]) + (f" and {len(items) - k} more" if len(items) > k else "")
-
-
-def _skip_note(notes: list[str], skipped: list[str], before: int) -> None:
-    new = skipped[before:]
-    if new:
-        notes.append(f"skipped {len(new)} bad files (dataset.skip_bad_files): {_shown(new, 3)}")
-
-
-def _check_classes(cfg: DatasetConfig, class_names: list[str], train: _Pool, extra: dict[str, _Pool],
+def _check_classes(cfg: DatasetConfig, class_names: list[str], train: Pool, extra: dict[str, Pool],
                    notes: list[str], skipped: list[str]) -> None:
     """Every class needs training images; separately given val / test sets need every class too."""
     counts = np.bincount(train.labels, minlength=len(class_names))
@@ -127,21 +78,21 @@ def _check_classes(cfg: DatasetConfig, class_names: list[str], train: _Pool, ext
     if empty:
         why = f" ({len(skipped)} bad files were skipped)" if skipped else ""
         raise DataError(f"dataset '{cfg.name}': {len(empty)} of {len(class_names)} classes have no training "
-                        f"images{why}: {_shown(empty)}; a run must not report classes it never trains on")
+                        f"images{why}: {shown(empty)}; a run must not report classes it never trains on")
     for what, pool in extra.items():
         have = np.bincount(pool.labels, minlength=len(class_names))
         missing = [class_names[i] for i in np.flatnonzero(have == 0)]
         if not missing:
             continue
-        msg = f"the {what} has no images of {len(missing)} of {len(class_names)} classes: {_shown(missing)}"
+        msg = f"the {what} has no images of {len(missing)} of {len(class_names)} classes: {shown(missing)}"
         if not cfg.skip_bad_files:
             raise DataError(f"{msg} (set dataset.skip_bad_files: true to go on without them)")
         notes.append(msg)
 
 
-def _assemble(cfg: DatasetConfig, class_names: list[str], train: _Pool, test: Optional[_Pool],
+def _assemble(cfg: DatasetConfig, class_names: list[str], train: Pool, test: Optional[Pool],
               image_shape, interpolation, aspect, notes: list[str], skipped: list[str],
-              cap_test: bool = True, val: Optional[_Pool] = None, separate: dict[str, str] | None = None) -> Dataset:
+              cap_test: bool = True, val: Optional[Pool] = None, separate: dict[str, str] | None = None) -> Dataset:
     """Cap, hold out test / validation (stratified, seeded), check classes, then read the pixels.
 
     ``separate`` names where a given "test" / "val" pool comes from: such splits must hold every class.
@@ -192,47 +143,6 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: _Pool, test: Op
                    skipped_files=list(skipped))
 
 
-def _root(cfg: DatasetConfig, files_ok: bool = False) -> Path:
-    if not cfg.path:
-        raise DataError(f"dataset '{cfg.name}' needs dataset.path")
-    root = Path(cfg.path).expanduser()
-    if files_ok and root.is_file():
-        return root
-    if not root.is_dir():
-        raise DataError(f"dataset folder not found: {root}")
-    return root
-
-
-def _only_folder_paths(cfg: DatasetConfig) -> None:
-    for key in ("test_path", "val_path"):
-        if getattr(cfg, key):
-            raise DataError(f"dataset.{key} is only used by 'folder' datasets, not '{cfg.name}'")
-
-
-def _index(paths: list[str], labels: np.ndarray, skip: bool, what: str, skipped: list[str]) -> _Pool:
-    """Check the files; the pool of the usable ones (bad ones raise, or are skipped into ``skipped``)."""
-    index = index_files(paths, skip_bad=skip, what=what)
-    skipped += index.skipped
-    return _files_pool(index, np.asarray(labels, dtype=np.int32)[index.kept])
-
-
-def _class_folder_pool(path: Path, what: str, names: list[str] | None, skip: bool, notes: list[str],
-                       skipped: list[str]) -> tuple[list[str], _Pool]:
-    """(class names, pool) of a class-per-folder tree; with ``names`` (train's), labels index those."""
-    fnames, paths, labels = folders.scan_class_folders(path, what, allow_empty=skip)
-    if skip:
-        for d in folders.empty_class_folders(path):
-            skipped.append(f"{d}: class folder holds no images (left out)")
-            notes.append(f"{what} class folder {d} holds no images: left out")
-    if names is not None:
-        unknown = [n for n in fnames if n not in names]
-        if unknown:
-            raise DataError(f"{what} folder {path} has classes not in the training folder: {_shown(unknown)}")
-        remap = np.array([names.index(n) for n in fnames], dtype=np.int32)
-        labels = remap[labels]
-    return fnames, _index(paths, labels, skip, f"{what} {path}", skipped)
-
-
 def load_run_dataset(cfg: Config) -> Dataset:
     """The dataset of a run's config, at its model's input shape and with its preprocessing."""
     p = cfg.preprocessing
@@ -251,99 +161,10 @@ def load_dataset(cfg: DatasetConfig, image_shape: tuple[int, int, int], interpol
     _check_aspect(aspect)
     notes: list[str] = []
     skipped: list[str] = []
-    name = cfg.name
-    skip = cfg.skip_bad_files
-    args = (image_shape, interpolation, aspect)
-
-    if name in builtin.BUILTIN:
-        _only_folder_paths(cfg)
-        if cfg.path:
-            notes.append(f"dataset.path is not used by the built-in dataset '{name}'")
-        n = cfg.samples_per_class
-        if cfg.max_per_class is not None and cfg.max_per_class < n:
-            notes.append(f"max_per_class={cfg.max_per_class} caps samples_per_class={n}")
-            n = cfg.max_per_class
-        x, y = builtin.generate(name, n, image_shape, cfg.seed, builtin.TRAIN_STREAM)
-        n_test = builtin.test_count(n)
-        tx, ty = builtin.generate(name, n_test, image_shape, cfg.seed, builtin.TEST_STREAM)
-        names = builtin.builtin_class_names(name)
-        extra = f" from {len(builtin.glyph_faces())} font faces" if name == "glyphs36" else ""
-        notes.append(f"{name}: {n} generated images per class{extra} (seed {cfg.seed}); "
-                     f"separate generated test set of {n_test} per class")
-        if cfg.test_split > 0:
-            notes.append(f"test_split={cfg.test_split:g} not used: '{name}' has its own test set")
-        return _assemble(cfg, names, _memory_pool(x, y), _memory_pool(tx, ty), *args, notes, skipped,
-                         cap_test=False)
-
-    if name == "emnist_byclass":
-        _only_folder_paths(cfg)
-        root = _root(cfg, files_ok=True)
-        pair = emnist.find_pair(root, "train") if root.is_dir() else None
-        test, test_source = None, ""
-        if pair is not None:
-            images, keep, y = emnist.open_pair(*pair)
-            names = emnist.class_names(root, emnist.PREFERRED_PREFIX)
-            train = _Pool(y, images, keep)
-            tpair = emnist.find_pair(root, "test")
-            if tpair is not None:
-                timages, tkeep, ty = emnist.open_pair(*tpair)
-                test = _Pool(ty, timages, tkeep)
-                test_source = str(tpair[0])
-                notes.append(f"test split from {tpair[0].name}")
-            notes.insert(0, f"EMNIST byclass from {root}: {len(y)} images with labels 0-35 in {pair[0].name}")
-        else:
-            mat = emnist.find_mat(root)
-            if mat is None:
-                raise DataError(f"EMNIST training file not found: {root / 'emnist-byclass-train-images-idx3-ubyte.gz'}"
-                                f" (nor {root / emnist.MAT_NAME})")
-            content = emnist.open_mat(mat)
-            rows, keep, y = content["train"]
-            names = content["names"]
-            train = _Pool(y, rows, keep)
-            if content["test"] is not None:
-                trows, tkeep, ty = content["test"]
-                test = _Pool(ty, trows, tkeep)
-                test_source = f"{mat} dataset.test"
-                notes.append(f"test split from {mat.name} (dataset.test)")
-            notes.insert(0, f"EMNIST byclass from {mat}: {len(y)} training images with labels 0-35")
-        return _assemble(cfg, names, train, test, *args, notes, skipped,
-                         separate={"test": test_source})
-
-    if name == "folder":
-        root = _root(cfg)
-        names, train = _class_folder_pool(root, "dataset", None, skip, notes, skipped)
-        notes.insert(0, f"class-per-folder dataset {root}: {len(names)} classes, {len(train)} images")
-        test = val = None
-        separate = {}
-        if cfg.test_path:
-            _, test = _class_folder_pool(Path(cfg.test_path).expanduser(), "test", names, skip, notes, skipped)
-            notes.append(f"test split from {cfg.test_path}: {len(test)} images")
-            separate["test"] = f"folder {cfg.test_path}"
-        if cfg.val_path:
-            _, val = _class_folder_pool(Path(cfg.val_path).expanduser(), "validation", names, skip, notes, skipped)
-            separate["val"] = f"folder {cfg.val_path}"
-        _skip_note(notes, skipped, 0)
-        return _assemble(cfg, names, train, test, *args, notes, skipped, val=val, separate=separate)
-
-    if name == "food101":
-        _only_folder_paths(cfg)
-        root = _root(cfg)
-        if not (root / "meta").is_dir():
-            raise DataError(f"Food-101 meta folder not found: {root / 'meta'}")
-        names = folders.food101_classes(root)
-        paths, labels = folders.food101_split(root, "train", names, skipped if skip else None)
-        train = _index(paths, labels, skip, f"Food-101 {root}", skipped)
-        notes.append(f"Food-101 {root}: {len(names)} classes, {len(train)} images in meta/train.txt")
-        test = None
-        if (root / "meta" / "test.txt").is_file():
-            tpaths, tlabels = folders.food101_split(root, "test", names, skipped if skip else None)
-            test = _index(tpaths, tlabels, skip, f"Food-101 {root}", skipped)
-            notes.append(f"test split from meta/test.txt: {len(test)} images")
-        _skip_note(notes, skipped, 0)
-        return _assemble(cfg, names, train, test, *args, notes, skipped,
-                         separate={"test": str(root / "meta" / "test.txt")})
-
-    raise DataError(f"unknown dataset '{name}'")
+    layout = get_layout(cfg.name)
+    src = import_module(layout.module).load(cfg, image_shape, notes, skipped)
+    return _assemble(cfg, src.names, src.train, src.test, image_shape, interpolation, aspect, notes, skipped,
+                     cap_test=src.cap_test, val=src.val, separate=src.separate)
 
 
 def _map_to_model(labels: np.ndarray, names: list[str], model_names: list[str], what: str) -> np.ndarray:
@@ -372,46 +193,18 @@ def load_eval_split(path: str, image_shape, class_names: list[str] | None = None
     _check_aspect(aspect)
     p = Path(str(path)).expanduser()
     skipped: list[str] = []
-    if not p.exists() and str(path) in builtin.BUILTIN:
-        cfg = DatasetConfig(name=str(path))
-        x, y = builtin.generate(cfg.name, builtin.test_count(cfg.samples_per_class), image_shape, cfg.seed,
-                                builtin.TEST_STREAM)
-        names = builtin.builtin_class_names(cfg.name)
-        pool, what = _memory_pool(x, y), f"built-in dataset '{cfg.name}'"
-    elif p.is_file() and p.suffix.lower() == ".mat":
-        content = emnist.open_mat(p)
-        rows, keep, y = content["test"] or content["train"]
-        names = content["names"]
-        pool, what = _Pool(y, rows, keep), f"EMNIST file {p}"
-    elif not p.is_dir():
+    given = str(path)
+    layouts = sorted(LAYOUTS.values(), key=lambda lay: lay.fallback)  # registration order, fallbacks last
+    reader = next((m for m in dict.fromkeys(import_module(lay.module) for lay in layouts) if m.detect(p, given)), None)
+    if reader is None:
+        builtins = [lay.name for lay in layouts if lay.builtin]
         raise DataError(f"evaluation data not found: {path} (give a dataset folder or a built-in dataset: "
-                        f"{', '.join(builtin.BUILTIN)})")
-    elif emnist.has_emnist_files(p):
-        pair = emnist.find_pair(p, "test") or emnist.find_pair(p, "train")
-        if pair is not None:
-            images, keep, y = emnist.open_pair(*pair)
-            names = emnist.class_names(p, emnist.PREFERRED_PREFIX)
-            pool, what = _Pool(y, images, keep), f"EMNIST file {pair[0]}"
-        else:
-            mat = emnist.find_mat(p)
-            content = emnist.open_mat(mat)
-            rows, keep, y = content["test"] or content["train"]
-            names = content["names"]
-            pool, what = _Pool(y, rows, keep), f"EMNIST file {mat}"
-    elif (p / "meta").is_dir():
-        names = folders.food101_classes(p)
-        split = "test" if (p / "meta" / "test.txt").is_file() else "train"
-        paths, labels = folders.food101_split(p, split, names, skipped if skip_bad_files else None)
-        what = f"Food-101 {p / 'meta' / (split + '.txt')}"
-        pool = _index(paths, labels, skip_bad_files, what, skipped)
-    else:
-        names, paths, labels = folders.scan_class_folders(p, "evaluation data", allow_empty=skip_bad_files)
-        what = f"folder {p}"
-        pool = _index(paths, labels, skip_bad_files, what, skipped)
+                        f"{', '.join(builtins)})")
+    names, pool, what = reader.load_eval(p, given, image_shape, skip_bad_files, skipped)
     if len(pool) == 0:
         raise DataError(f"{what} holds no images to evaluate")
     if class_names is not None:
         model_names = [str(n) for n in class_names]
-        pool = _Pool(_map_to_model(pool.labels, names, model_names, what), pool.source, pool.index)
+        pool = Pool(_map_to_model(pool.labels, names, model_names, what), pool.source, pool.index)
         names = model_names
     return _materialize([pool], image_shape, interpolation, aspect)[0], list(names)
