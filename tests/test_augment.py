@@ -115,11 +115,19 @@ def test_colour():
     assert all(img.std(axis=(0, 1)).max() < 1 for img in c)  # no contrast left: each channel flat at its mean
     g = run(cfg_of(gamma={"rate": 1.0, "min_gamma": 2.0, "max_gamma": 2.0}), x, y).astype(float)
     assert np.abs(g - 255 * (x.numpy() / 255.0) ** 2).max() <= 1
-    # hue and saturation: colour images change, value (max channel) is kept; grayscale images are left alone
+    # hue turns colours and keeps luma; saturation keeps value (max channel); grayscale images are left alone
     hs = cfg_of(hue={"rate": 1.0, "max_delta": 0.3}, saturation={"rate": 1.0})
     out = run(hs, x, y)
     assert not np.array_equal(out, x.numpy())
-    assert np.abs(out.max(-1).astype(int) - x.numpy().max(-1)).max() <= 1
+    sat = run(cfg_of(saturation={"rate": 1.0}), x, y)
+    assert not np.array_equal(sat, x.numpy())
+    assert np.abs(sat.max(-1).astype(int) - x.numpy().max(-1)).max() <= 1
+    grey = np.full((4, 8, 8, 3), 0, np.uint8) + np.array([150, 100, 100], np.uint8)  # a pale red: a turn needs no clipping
+    hue = run(cfg_of(hue={"rate": 1.0, "max_delta": 0.15}), tf.constant(grey)).astype(float)
+    luma = lambda a: a @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    assert np.abs(luma(hue) - luma(grey.astype(float))).max() < 2
+    assert np.abs(hue - grey).max() > 5
+    assert np.array_equal(run(cfg_of(hue={"rate": 1.0, "max_delta": 1e-6}), x, y), x.numpy())
     gx, gy = batch(n=6, c=1)
     assert np.array_equal(run(hs, gx, gy), gx.numpy())
     assert augment_fn(cfg_of(hue={"rate": 1.0}), 0) is not None

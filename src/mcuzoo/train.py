@@ -391,7 +391,7 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch, cache=True)
         if aug is not None:
             train_ds = train_ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
-        train_ds = train_ds.map(pre).with_options(options)
+        train_ds = train_ds.map(pre).prefetch(tf.data.AUTOTUNE).with_options(options)  # augment while the model steps
         if t.distribution == "multi_worker":
             logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
         else:

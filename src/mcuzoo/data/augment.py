@@ -49,6 +49,8 @@ from ..config import AugmentationConfig
 _KINDS = ("flip", "rotation", "translation", "zoom", "shear", "contrast", "brightness", "gamma", "hue",
           "saturation", "grayscale", "noise", "blur", "erasing")
 _GEOMETRIC = ("rotation", "translation", "zoom", "shear")
+_YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]  # RGB -> YIQ (NTSC)
+_YIQ_INV = [[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]   # YIQ -> RGB
 
 
 def _warp_groups(cfg: AugmentationConfig) -> list[tuple[str, ...]]:
@@ -157,17 +159,21 @@ class Augmenter:
             g = tf.where(chosen(10, cfg.gamma.rate), tf.exp(uniform(10, lo, hi)) if hi > lo
                          else tf.fill([B], cfg.gamma.min_gamma), 1.0)
             x = 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, per_image(g))
-        if C == 3 and (cfg.hue.rate > 0 or cfg.saturation.rate > 0):
+        if C == 3 and cfg.hue.rate > 0:
+            # a rotation of the chroma plane of YIQ: luma stays, the colour circle turns by 2 pi dh
+            d = cfg.hue.max_delta
+            a = 2.0 * math.pi * tf.where(chosen(11, cfg.hue.rate), uniform(11, -d, d), 0.0)
+            ca, sa = tf.cos(a), tf.sin(a)
+            o, z = tf.ones_like(a), tf.zeros_like(a)
+            rot = tf.reshape(tf.stack([o, z, z, z, ca, -sa, z, sa, ca], axis=1), [-1, 3, 3])
+            m = tf.matmul(tf.matmul(tf.constant(_YIQ_INV)[None], rot), tf.constant(_YIQ)[None])  # (B, 3, 3)
+            x = tf.clip_by_value(tf.einsum("bhwc,bdc->bhwd", x, m), 0.0, 255.0)
+        if C == 3 and cfg.saturation.rate > 0:
             hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
             h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-            if cfg.hue.rate > 0:
-                d = cfg.hue.max_delta
-                dh = tf.where(chosen(11, cfg.hue.rate), uniform(11, -d, d), 0.0)
-                h = tf.math.floormod(h + tf.reshape(dh, [-1, 1, 1]), 1.0)
-            if cfg.saturation.rate > 0:
-                f = tf.where(chosen(12, cfg.saturation.rate),
-                             uniform(12, cfg.saturation.min_factor, cfg.saturation.max_factor), 1.0)
-                s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
+            f = tf.where(chosen(12, cfg.saturation.rate),
+                         uniform(12, cfg.saturation.min_factor, cfg.saturation.max_factor), 1.0)
+            s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
             x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
 
         # -- grayscale: luma (ITU-R 601) in every channel
@@ -242,7 +248,8 @@ class Augmenter:
 
     def _erase(self, x, key, uniform, chosen, B, H, W):
         """Random erasing: a chosen image gets 1..max_count boxes, each of its own area, aspect and place,
-        filled with noise, zeros or one random colour per box."""
+        filled with noise, zeros or one random colour per box (a later box covers an earlier one).
+        The boxes are (B, H, W) masks; the image is touched once, by one select."""
         import tensorflow as tf
 
         e = self.cfg.erasing
@@ -255,9 +262,9 @@ class Augmenter:
         cols = tf.range(W, dtype=tf.float32)[None, None, :]
         col = lambda v: tf.reshape(v, [-1, 1, 1])  # noqa: E731
         la = math.log(e.max_aspect)
+        which = -tf.ones([B, H, W], tf.int32)  # the box that covers each pixel, -1: none
         for r in range(e.max_count):
-            base = 1000 * (r + 1)  # box r draws from its own streams; box 0 keeps the single-box streams
-            off = 0 if r == 0 else base
+            off = 0 if r == 0 else 1000 * (r + 1)  # box r has its own streams; box 0 keeps the single-box ones
             area = uniform(15 + off, e.min_area, e.max_area) * float(H * W)
             ratio = tf.exp(uniform(16 + off, -la, la)) if la > 0 else tf.ones([B])
             eh = tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, float(H))
@@ -266,12 +273,14 @@ class Augmenter:
             x0 = tf.floor(uniform(18 + off) * (W - ew + 1.0))
             inside = ((rows >= col(y0)) & (rows < col(y0 + eh)) & (cols >= col(x0)) & (cols < col(x0 + ew))
                       & col(on & (count > r)))
-            if e.fill == "noise":
-                fill = tf.random.stateless_uniform(tf.shape(x), seed=fold(key, 215 + off), maxval=255.0)
-            elif e.fill == "colour":
-                colour = tf.random.stateless_uniform([B, C], seed=fold(key, 217 + off), maxval=255.0)
-                fill = tf.broadcast_to(colour[:, None, None, :], tf.shape(x))
-            else:
-                fill = tf.zeros_like(x)
-            x = tf.where(inside[..., None], fill, x)
-        return x
+            which = tf.where(inside, r, which)
+        erased = (which >= 0)[..., None]
+        if e.fill == "noise":
+            fill = tf.random.stateless_uniform(tf.shape(x), seed=fold(key, 215), maxval=255.0)
+        elif e.fill == "colour":
+            colours = tf.random.stateless_uniform([B, e.max_count, C], seed=fold(key, 217), maxval=255.0)
+            idx = tf.reshape(tf.maximum(which, 0), [B, H * W])
+            fill = tf.reshape(tf.gather(colours, idx, batch_dims=1), [B, H, W, C])
+        else:
+            fill = tf.zeros_like(x)
+        return tf.where(erased, fill, x)
