@@ -69,6 +69,8 @@ def test_metrics_hold_float_and_int8(tiny_run):
         assert conf.shape == (36, 36) and conf.sum() == m[key]["n"]
         assert np.trace(conf) / conf.sum() == pytest.approx(m[key]["top1"], abs=1e-6)
         assert 0.0 <= m[key]["top1_emnist_framing"] <= 1.0  # evaluation.emnist_framing: the second framing
+    card = (tiny_run / "MODEL_CARD.md").read_text()
+    assert "Top 1 (%), EMNIST framing" in card and "reads glyphs as they are stored" in card
     assert m["int8"]["backend"] == "litert" and m["float"]["backend"] == "keras"
 
 

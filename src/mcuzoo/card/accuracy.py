@@ -67,12 +67,33 @@ def accuracy(ctx: Context) -> str:
         how = _mixed_note(ctx)
         if how:
             lines.append(how)
+        framings = _framings_note(ctx)
+        if framings:
+            lines.append(framings)
         measured = _runtimes_note(ctx)
         if measured:
             lines.append(measured)
     else:
         lines.append(f"Top-1 accuracy: {NOT_MEASURED} (this run has no evaluate stage).")
     return head + "\n\n" + "\n\n".join(lines)
+
+
+def _framings_note(ctx: Context) -> str:
+    """Top-1 with the split's glyphs as stored and framed as NIST's EMNIST (``evaluation.emnist_framing``)."""
+    rows = []
+    for key, fmt in (("float", "Float"), ("int8", "Int8")):
+        e = ctx.m.get(key)
+        if isinstance(e, dict) and e.get("top1") is not None and e.get("top1_emnist_framing") is not None:
+            rows.append([fmt, _pct(e["top1"]), _pct(e["top1_emnist_framing"])])
+    if not rows:
+        return ""
+    framed = _get(ctx.cfg, "preprocessing", "aspect") == "emnist"
+    how = ("The model frames every glyph as EMNIST does before it reads it (`preprocessing.aspect: emnist`, also "
+           "applied by `mcuzoo predict`; firmware must do the same)" if framed else
+           "The model reads glyphs as they are stored (no framing)")
+    return (f"Handwriting comes in two framings: the glyphs as stored, and framed as NIST's EMNIST (cropped to "
+            f"the ink, centred in a square with a 2-pixel border). {how}.\n\n"
+            + _table(["Format", "Top 1 (%), glyphs as stored", "Top 1 (%), EMNIST framing"], rows))
 
 
 def _runtimes_note(ctx: Context) -> str:
