@@ -39,6 +39,8 @@ def load_eval(path, given, image_shape, skip, skipped):
 def tiny_module(tmp_path, monkeypatch):
     (tmp_path / "tiny_layout.py").write_text(TINY)
     monkeypatch.syspath_prepend(str(tmp_path))
+    import tiny_layout  # noqa: F401 - a layout's module is imported before it is read (data/layouts/__init__.py)
+
     yield "tiny_layout"
     sys.modules.pop("tiny_layout", None)
 
@@ -54,10 +56,10 @@ def test_the_config_takes_exactly_the_registered_layouts():
 
 
 def test_every_layout_module_has_the_three_functions():
-    from importlib import import_module
+    from mcuzoo.data.layouts import reader
 
     for layout in LAYOUTS.values():
-        m = import_module(layout.module)
+        m = reader(layout)
         assert callable(m.load) and callable(m.detect) and callable(m.load_eval), layout.name
 
 
@@ -101,3 +103,11 @@ def test_the_card_reads_the_dataset_facts_of_a_layout(monkeypatch):
     monkeypatch.setitem(LAYOUTS, "folder", Layout("folder", "x", "mcuzoo.data.layouts.folder", dataset="plant"))
     assert known_dataset("folder", "data/flower_photos", []) == "plant"
     assert known_dataset("nothing", None, ["a"]) is None
+
+
+def test_a_layout_whose_module_is_not_imported_is_one_line(monkeypatch):
+    from mcuzoo.data import load_dataset
+
+    monkeypatch.setitem(LAYOUTS, "folder", Layout("folder", "x", "mcuzoo.data.layouts.not_there"))
+    with pytest.raises(DataError, match="its module mcuzoo.data.layouts.not_there is not imported"):
+        load_dataset(DatasetConfig(name="folder", path="anything"), (8, 8, 1))

@@ -19,7 +19,6 @@ train on.
 """
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 from typing import Optional
 
@@ -29,6 +28,7 @@ from ..config import Config, DatasetConfig
 from ..errors import DataError
 from ..layouts import LAYOUTS, get_layout
 from .core import Dataset, Split, _check_aspect, _check_interpolation, _check_shape, resize_images
+from .layouts import reader
 from .pools import Files, Pool, shown
 from .splits import cap_per_class, stratified_split
 
@@ -162,7 +162,7 @@ def load_dataset(cfg: DatasetConfig, image_shape: tuple[int, int, int], interpol
     notes: list[str] = []
     skipped: list[str] = []
     layout = get_layout(cfg.name)
-    src = import_module(layout.module).load(cfg, image_shape, notes, skipped)
+    src = reader(layout).load(cfg, image_shape, notes, skipped)
     return _assemble(cfg, src.names, src.train, src.test, image_shape, interpolation, aspect, notes, skipped,
                      cap_test=src.cap_test, val=src.val, separate=src.separate)
 
@@ -195,12 +195,12 @@ def load_eval_split(path: str, image_shape, class_names: list[str] | None = None
     skipped: list[str] = []
     given = str(path)
     layouts = sorted(LAYOUTS.values(), key=lambda lay: lay.fallback)  # registration order, fallbacks last
-    reader = next((m for m in dict.fromkeys(import_module(lay.module) for lay in layouts) if m.detect(p, given)), None)
-    if reader is None:
+    found = next((m for m in dict.fromkeys(reader(lay) for lay in layouts) if m.detect(p, given)), None)
+    if found is None:
         builtins = [lay.name for lay in layouts if lay.builtin]
         raise DataError(f"evaluation data not found: {path} (give a dataset folder or a built-in dataset: "
                         f"{', '.join(builtins)})")
-    names, pool, what = reader.load_eval(p, given, image_shape, skip_bad_files, skipped)
+    names, pool, what = found.load_eval(p, given, image_shape, skip_bad_files, skipped)
     if len(pool) == 0:
         raise DataError(f"{what} holds no images to evaluate")
     if class_names is not None:
