@@ -31,7 +31,7 @@ def test_lock_refuses_second_live_holder(tmp_path):
     # another live process holds the lock
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (d / rundir.LOCK_NAME).write_text(str(proc.pid))
+        (d / rundir.LOCK_NAME).write_text(f"{proc.pid} {rundir._start_time(proc.pid)}\n")
         with pytest.raises(RunDirError, match="in use"):
             rundir.RunLock(d).acquire()
     finally:
@@ -39,7 +39,7 @@ def test_lock_refuses_second_live_holder(tmp_path):
         proc.wait()
     # the holder died: its stale lock is taken over
     with rundir.RunLock(d):
-        assert (d / rundir.LOCK_NAME).read_text() == str(os.getpid())
+        assert (d / rundir.LOCK_NAME).read_text().split()[0] == str(os.getpid())
     assert not (d / rundir.LOCK_NAME).exists()
 
 

@@ -142,7 +142,9 @@ def cmd_evaluate(args) -> int:
         )
     res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size)
     if args.json:
-        print(json.dumps({"model": str(args.model), "data": str(args.data), **res.summary()}, indent=2))
+        from .rundir import json_text
+
+        print(json_text({"model": str(args.model), "data": str(args.data), **res.summary()}))
     else:
         console.print(f"{args.model} on {args.data} ({res.n} images, {res.backend}): top-1 [bold]{100 * res.top1:.2f} %[/]")
     return 0
@@ -224,10 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     args = build_parser().parse_args(argv)
-    if getattr(args, "classes", 2) < 2:
-        error("mcuzoo: error: --classes must be at least 2")
-        return 2
     try:
+        from .config import check_cli_numbers
+
+        check_cli_numbers(vars(args))
         rc = int(args.fn(args) or 0)
         if rc == 0 and args.verb == "quantize":
             _refresh_card(args.run_dir)

@@ -1,7 +1,7 @@
 """The one config schema of mcuzoo, validated once.
 
-A config is a YAML file (data only: it is read with ``yaml.safe_load`` and never
-evaluated) plus ``key=value`` overrides from the command line, such as
+A config is a YAML file (data only: it is read with a ``yaml.SafeLoader`` that also
+refuses duplicate keys, and never evaluated) plus ``key=value`` overrides from the command line, such as
 ``training.epochs=3``. Every section forbids unknown keys, so a typo is an error
 that names the key and lists what is allowed, never a silently ignored setting.
 """
@@ -31,8 +31,12 @@ def _and(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
+SEED_MAX = 2**32 - 1  # numpy and TensorFlow take seeds in [0, 2^32)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float of every section is finite (.nan, .inf and 1e999 are refused)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -64,8 +68,8 @@ class DatasetConfig(_Section):
     test_split: float = Field(0.0, ge=0.0, lt=0.9,
         description="hold out a test split from train when the dataset has none")
     samples_per_class: int = Field(300, ge=1, le=100_000, description="built-in datasets: training images per class")
-    max_per_class: Optional[int] = Field(None, ge=1, description="cap images per class (quick runs)")
-    seed: int = Field(0, description="seed of the stratified splits")
+    max_per_class: Optional[int] = Field(None, ge=1, le=10_000_000, description="cap images per class (quick runs)")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the stratified splits")
     skip_bad_files: bool = Field(False, description="skip unreadable images (listed in the run) instead of failing")
 
     @model_validator(mode="after")
@@ -78,8 +82,8 @@ class DatasetConfig(_Section):
 
 
 class PreprocessingConfig(_Section):
-    rescale: float = Field(1 / 127.5, gt=0.0, description="float input = pixel * rescale + offset")
-    offset: float = Field(-1.0, description="added after rescale")
+    rescale: float = Field(1 / 127.5, gt=0.0, le=1e6, description="float input = pixel * rescale + offset")
+    offset: float = Field(-1.0, ge=-1e6, le=1e6, description="added after rescale")
     interpolation: Literal["bilinear", "nearest", "bicubic", "area"] = Field("bilinear",
         description="resize method to the model's input size")
     aspect: Literal["fit", "crop", "pad", "emnist"] = Field("fit",
@@ -89,8 +93,8 @@ class PreprocessingConfig(_Section):
 
 class ReduceLRConfig(_Section):
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="multiply the learning rate by this on a plateau")
-    patience: int = Field(40, ge=1, description="epochs without a better val_accuracy before the rate is cut")
-    min_lr: float = Field(1e-5, ge=0.0, description="the rate is never cut below this")
+    patience: int = Field(40, ge=1, le=1_000_000, description="epochs without a better val_accuracy before the rate is cut")
+    min_lr: float = Field(1e-5, ge=0.0, le=10.0, description="the rate is never cut below this")
 
 
 class ScheduleConfig(_Section):
@@ -101,18 +105,18 @@ class ScheduleConfig(_Section):
     name: Literal["plateau", "cosine"] = Field("plateau",
         description="plateau: training.reduce_lr; cosine: warm-up, then a half cosine")
     warmup_epochs: int = Field(0, ge=0, le=100_000, description="cosine: epochs of linear warm-up")
-    min_lr: float = Field(0.0, ge=0.0, description="cosine: learning rate at the last epoch")
+    min_lr: float = Field(0.0, ge=0.0, le=10.0, description="cosine: learning rate at the last epoch")
 
 
 class EarlyStoppingConfig(_Section):
-    patience: int = Field(60, ge=1, description="stop after this many epochs without a better val_accuracy")
+    patience: int = Field(60, ge=1, le=1_000_000, description="stop after this many epochs without a better val_accuracy")
 
 
 class ClusterConfig(_Section):
     """Workers of a multi_worker run (used when the TF_CONFIG variable is not set)."""
 
-    workers: list[str] = Field(..., min_length=1, description="host:port of every worker, chief first")
-    task_index: int = Field(0, ge=0, description="this process's index in workers")
+    workers: list[str] = Field(..., min_length=1, max_length=10_000, description="host:port of every worker, chief first")
+    task_index: int = Field(0, ge=0, le=9_999, description="this process's index in workers")
 
     @model_validator(mode="after")
     def _index(self):
@@ -133,7 +137,7 @@ class TrainingConfig(_Section):
     lr_schedule: ScheduleConfig = ScheduleConfig()
     reduce_lr: ReduceLRConfig = Field(ReduceLRConfig(), description="used by lr_schedule plateau only")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    seed: int = Field(0, description="seed of weights, shuffling, dropout and augmentation")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of weights, shuffling, dropout and augmentation")
     verbose: bool = Field(True, description="print a line (and progress bars) per epoch")
     deterministic: bool = Field(True, description="deterministic TensorFlow ops (exact resume; slower on GPUs)")
     distribution: Literal["none", "mirrored", "multi_worker"] = Field("none",
@@ -351,6 +355,46 @@ class Config(_Section):
 # loading, overrides and one-line errors
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice: YAML would keep the last copy and lose the first silently."""
+
+    def __init__(self, key: Any, first: Any, again: Any):
+        self.key, self.first_line, self.line = key, first.line + 1, again.line + 1
+        super().__init__(None, None, f"key {_short(key, 60)} is given twice (lines {self.first_line} and {self.line})",
+                         again)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (data only, no Python tags) that refuses a key given twice in one mapping, at any depth.
+    Merge keys (``<<: *base``) still work: a key that overrides a merged one is not a duplicate."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a collection as a key: the base class says it is unhashable
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, seen[key], key_node.start_mark)
+                    seen[key] = key_node.start_mark
+                except TypeError:
+                    continue
+        return super().construct_mapping(node, deep)
+
+
+def yaml_load(text: str) -> Any:
+    """The one YAML reader of mcuzoo: data only (safe), duplicate keys refused."""
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _section_of(ann) -> type[BaseModel] | None:
     """The section class behind a field's annotation (``X`` or ``Optional[X]``), else None."""
     for a in (ann, *typing.get_args(ann)):
@@ -415,7 +459,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"override '{text}': bad key '{key}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"override '{key[:80]}': {e.problem}") from None
     except yaml.YAMLError:
         value = raw
     except (ValueError, OverflowError, RecursionError) as e:  # e.g. a 5000-digit int, month 13, [[[[...
@@ -456,7 +502,9 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml_load(p.read_text(encoding="utf-8"))
+    except DuplicateKeyError as e:
+        raise ConfigError(f"config file {p}: {e.problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
     except OSError as e:
@@ -490,6 +538,59 @@ def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+# ---------------------------------------------------------------------------
+# bounds of the numbers the CLI options take: in one place, beside the config's own
+
+
+#: option dest -> the config key whose type and limits it shares
+CLI_OPTION_KEYS = {
+    "batch_size": "evaluation.batch_size", "rescale": "preprocessing.rescale", "offset": "preprocessing.offset",
+    "calibration_samples": "quantization.calibration_samples", "tolerance": "quantization.mixed_tolerance",
+    "confidence": "quantization.mixed_confidence", "max_evals": "quantization.mixed_max_evals",
+    "report_images": "quantization.report_images", "seed": "training.seed", "input_shape": "model.input_shape",
+}
+#: option dest -> (lowest, highest) for the options that have no config key
+CLI_OPTION_LIMITS = {"classes": (2, 10_000), "top_k": (1, 100_000), "top": (1, 100_000), "n": (1, 1024)}
+
+
+def _field(key: str):
+    cls: type[BaseModel] = Config
+    *sections, leaf = key.split(".")
+    for part in sections:
+        cls = _section_of(cls.model_fields[part].annotation)  # type: ignore[assignment]
+    return cls, leaf
+
+
+def check_cli_numbers(values: dict) -> None:
+    """Refuse a CLI option's number outside its bounds (``--batch-size 0``, ``--classes 1000000000``,
+    ``--rescale nan``) with one ConfigError naming the option; None means "not given"."""
+    for dest, value in values.items():
+        if value is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        if dest in CLI_OPTION_LIMITS:
+            lo, hi = CLI_OPTION_LIMITS[dest]
+            if not lo <= value <= hi:
+                raise ConfigError(f"{option} must be between {lo:,} and {hi:,} (got {_short(value)})")
+        elif dest in CLI_OPTION_KEYS:
+            cls, leaf = _field(CLI_OPTION_KEYS[dest])
+            try:
+                cls.__pydantic_validator__.validate_assignment(cls.model_construct(), leaf, value)
+            except ValidationError as err:
+                e = err.errors()[0]
+                msg = e["msg"][len("Value error, "):] if e["msg"].startswith("Value error, ") else e["msg"]
+                raise ConfigError(f"{option}: {msg} (got {_short(value)})") from None
+
+
+def cli_limits(dest: str) -> str:
+    """The documented bounds of an option, as ``mcuzoo config --keys`` shows a key's (for --help texts)."""
+    if dest in CLI_OPTION_LIMITS:
+        lo, hi = CLI_OPTION_LIMITS[dest]
+        return f">= {lo}, <= {hi}"
+    cls, leaf = _field(CLI_OPTION_KEYS[dest])
+    return _limits(cls.model_fields[leaf])
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """One leaf key of the schema, as ``mcuzoo config --keys`` lists it."""
@@ -501,7 +602,8 @@ class KeyInfo:
     limits: str = ""
 
 
-_LIMIT_OPS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "at least"))
+_LIMIT_OPS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "at least"),
+              ("max_length", "at most"))
 
 
 def _limits(field) -> str:

@@ -406,6 +406,10 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         }
         if not np.isfinite(row["val_accuracy"]):
             raise McuzooError("training produced no validation accuracy (empty validation split?)")
+        bad = [k for k in ("loss", "val_loss", "accuracy") if not np.isfinite(row[k])]
+        if bad:  # nothing of this epoch is kept: the last checkpoint stays the one --resume continues from
+            raise McuzooError(f"training diverged at epoch {epoch + 1}: {bad[0]} is {row[bad[0]]} "
+                              "(lower training.learning_rate, or check preprocessing.rescale and offset)")
         previous_best = state.best_val_accuracy
         new_lr = state.update(logs, cfg)
         state.history.append(row)

@@ -289,7 +289,9 @@ def register_cli(subparsers) -> None:
 def cmd_analyze(args) -> int:
     result = analyze(args.model, target=args.target, plot=args.plot, measure_host=getattr(args, "host", True))
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        from ..rundir import json_text
+
+        print(json_text(result.to_json()))
     else:
         from rich.console import Console
 

@@ -74,8 +74,8 @@ def _read_optional_json(path: Path) -> tuple[dict | None, str | None]:
     if not path.is_file():
         return None, None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=rundir.no_json_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None, f"{path.name} is not valid JSON"
     if not isinstance(data, dict):
         return None, f"{path.name} does not hold a JSON object"
