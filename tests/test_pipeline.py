@@ -166,7 +166,7 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert len(cells) == len(header)
     col = dict(zip(header, cells))
     assert col["float top-1"] == f"{100 * m['float']['top1']:.2f} %"
-    assert col["int8 top-1"] == f"{100 * m['int8']['top1']:.2f} %"
+    assert col["int8 top-1 (MCU-exact)"] == f"{100 * m['int8']['top1']:.2f} %"
     assert col["QDQ int8 top-1"] == f"{100 * m['onnx_qdq']['top1']:.2f} %"
     assert col["mixed w4/w8 top-1"] == "-"  # the tiny run searched no mixed model
     with pytest.raises(Exception, match="not a finished run"):
@@ -261,8 +261,9 @@ def test_onnx_qdq_in_the_run(tiny_run):
     assert m["onnx_qdq"]["runtime"] == f"onnxruntime {version('onnxruntime')}"
     assert m["int8"]["runtime"] == f"ai-edge-litert {version('ai-edge-litert')}"
     assert m["float"]["runtime"] == f"keras {version('keras')}"
-    assert (f"Measured with keras {version('keras')} (Float), ai-edge-litert {version('ai-edge-litert')} (.tflite), "
-            f"onnxruntime {version('onnxruntime')} (ONNX).") in card
+    assert m["int8"]["kernels"] == "exact"  # the default: TFLM's reference kernels
+    assert (f"Measured with keras {version('keras')} (Float), ai-edge-litert {version('ai-edge-litert')} "
+            f"(.tflite, MCU-exact (TFLM reference kernels)), onnxruntime {version('onnxruntime')} (ONNX).") in card
 
 
 def test_evaluate_onnx_with_fixed_batch(tiny_run, tmp_path):

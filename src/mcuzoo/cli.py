@@ -126,7 +126,10 @@ def cmd_evaluate(args) -> int:
     info = read_model_info(args.model)
     rescale = args.rescale if args.rescale is not None else (info.rescale if info else None)
     offset = args.offset if args.offset is not None else (info.offset if info else 0.0)
-    backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size)
+    from .runtime import runtime_arg
+
+    rt = runtime_arg(args)
+    backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size, rt, 1)
     if str(args.data).endswith((".yaml", ".yml")):  # a run's config: the very split that run evaluated
         from .config import load_config
         from .data import load_dataset
@@ -140,13 +143,14 @@ def cmd_evaluate(args) -> int:
             args.data, shape, class_names=info.class_names if info else None,
             interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
         )
-    res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size)
+    res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size, rt, args.workers or None)
     if args.json:
         from .rundir import json_text
 
         print(json_text({"model": str(args.model), "data": str(args.data), **res.summary()}))
     else:
-        console.print(f"{args.model} on {args.data} ({res.n} images, {res.backend}): top-1 [bold]{100 * res.top1:.2f} %[/]")
+        how = f"{res.backend}, {res.summary()['kernels_label']}" if res.kernels else res.backend
+        console.print(f"{args.model} on {args.data} ({res.n} images, {how}): top-1 [bold]{100 * res.top1:.2f} %[/]")
     return 0
 
 
@@ -204,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")
     e.add_argument("--offset", type=float, default=None)
+    from .runtime import add_runtime_args
+
+    add_runtime_args(e)
+    e.add_argument("--workers", type=int, default=0,
+                   help="processes for the exact .tflite path (default 0: half the cores, at most 8)")
     e.set_defaults(fn=cmd_evaluate)
 
     from .analysis import register_cli as analysis_cli

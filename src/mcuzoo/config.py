@@ -192,6 +192,11 @@ class EvaluationConfig(_Section):
     batch_size: int = Field(256, ge=1, le=65_536, description="images per inference batch")
     emnist_framing: bool = Field(False, description="also score the split with its glyphs framed as NIST's "
                                  "EMNIST (preprocessing.aspect=emnist), so the card gives top-1 in both framings")
+    runtime: Literal["exact", "xnnpack"] = Field(
+        "exact", description="kernels that run the int8 .tflite: exact (TFLM's reference kernels, bit-identical to "
+        "the MCU) or xnnpack (fast, not MCU-exact; its figures are labelled so)")
+    workers: int = Field(0, ge=0, le=64, description="processes for the exact .tflite path (0: half the cores, "
+                         "at most 8)")
 
 
 class _Augmentation(_Section):

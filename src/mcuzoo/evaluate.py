@@ -7,9 +7,9 @@ keeps the evaluate stage's names in one place.
 """
 from __future__ import annotations
 
-from .models.runner import MAX_INPUT_ELEMENTS, open_model, runtime
+from .models.runner import MAX_INPUT_ELEMENTS, kernels_of, open_model, runtime
 from .models.scoring import EvalResult, PairedDifference, evaluate_model, paired_difference, score
 from .rundir import ModelInfo, read_model_info
 
-__all__ = ["evaluate_model", "EvalResult", "score", "open_model", "runtime", "MAX_INPUT_ELEMENTS",
+__all__ = ["evaluate_model", "EvalResult", "score", "open_model", "kernels_of", "runtime", "MAX_INPUT_ELEMENTS",
            "PairedDifference", "paired_difference", "ModelInfo", "read_model_info"]

@@ -119,15 +119,17 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                     continue
                 res = evaluate_model(
                     path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-                    cfg.evaluation.batch_size,
+                    cfg.evaluation.batch_size, cfg.evaluation.runtime, cfg.evaluation.workers or None,
                 )
                 metrics[key] = res.summary()
                 metrics[key]["file"] = path.name
                 metrics[key]["confusion"] = res.confusion
-                console.print(f"{key:>5} top-1 on {split_name} ({res.n} images): [bold]{100 * res.top1:.2f} %[/]")
+                how = f" ({res.summary()['kernels_label']})" if res.kernels else ""
+                console.print(f"{key:>5} top-1 on {split_name} ({res.n} images{how}): [bold]{100 * res.top1:.2f} %[/]")
                 if framed is not None:
                     fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
-                                        cfg.preprocessing.offset, cfg.evaluation.batch_size)
+                                        cfg.preprocessing.offset, cfg.evaluation.batch_size,
+                                        cfg.evaluation.runtime, cfg.evaluation.workers or None)
                     metrics[key]["top1_emnist_framing"] = round(fr.top1, 6)
                     console.print(f"{key:>5} top-1 on {split_name}, glyphs framed as EMNIST: "
                                   f"[bold]{100 * fr.top1:.2f} %[/]")

@@ -55,6 +55,7 @@ class Predictions(list):
         self.skipped: list[tuple[str, str]] = list(skipped or [])  # (file, reason)
         self.backend = backend
         self.class_names_source = class_names_source
+        self.kernels = ""  # a .tflite's: exact, xnnpack or builtin (see mcuzoo.runtime)
 
 
 # ---------------------------------------------------------------------------
@@ -163,15 +164,17 @@ def _as_probabilities(y: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_bad: bool = False,
-            rescale: float | None = None, offset: float | None = None, batch_size: int = 32) -> Predictions:
+            rescale: float | None = None, offset: float | None = None, batch_size: int = 32,
+            runtime: str = "exact") -> Predictions:
     """Top-``top_k`` classes of every image in ``inputs`` (files or folders) with the model at ``model_path``.
 
     Returns a :class:`Predictions` (a list of :class:`Prediction`, in input order). An
     unreadable image raises a one-line error naming it; with ``skip_bad`` it is
     listed in ``.skipped`` instead. ``rescale`` / ``offset`` override the
-    preprocessing of ``model_info.json`` (needed for float models without it).
+    preprocessing of ``model_info.json`` (needed for float models without it). A .tflite runs on
+    ``runtime``'s kernels (MCU-exact by default, or ``xnnpack``); ``.kernels`` of the result says which ran.
     """
-    from .models.runner import open_model
+    from .models.runner import kernels_of, open_model
     from .rundir import read_model_info
 
     if isinstance(inputs, (str, Path)):
@@ -182,7 +185,7 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
     info = read_model_info(model_path)
     rescale = rescale if rescale is not None else (info.rescale if info else None)
     offset = offset if offset is not None else (info.offset if info else 0.0)
-    backend, shape, run = open_model(model_path, rescale, offset, batch_size)
+    backend, shape, run = open_model(model_path, rescale, offset, batch_size, runtime, 1)
     if len(shape) != 3:
         raise McuzooError(f"{model_path}: input shape {shape} is not (height, width, channels)")
     interpolation = info.interpolation if info else "bilinear"
@@ -220,6 +223,7 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
         for f, p in zip(kept[i:i + batch_size], probs):
             idx = np.argsort(-p, kind="stable")[:k]
             out.append(Prediction(str(f), [names[j] for j in idx], [int(j) for j in idx], [float(p[j]) for j in idx]))
+    out.kernels = kernels_of(run)
     if softmaxed:
         out.notes.append("the model's outputs are not probabilities: a softmax was applied")
     if top_k > len(names):
@@ -242,17 +246,23 @@ def register_cli(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")
     p.add_argument("--offset", type=float, default=None)
+    from .runtime import add_runtime_args
+
+    add_runtime_args(p)
     p.set_defaults(fn=cmd_predict)
 
 
 def cmd_predict(args) -> int:
+    from .runtime import kernels_label, runtime_arg
+
     if args.batch_size < 1:
         raise McuzooError(f"--batch-size must be at least 1, got {args.batch_size}")
     res = predict(args.model, args.inputs, args.top_k, skip_bad=args.skip_bad, rescale=args.rescale,
-                  offset=args.offset, batch_size=args.batch_size)
+                  offset=args.offset, batch_size=args.batch_size, runtime=runtime_arg(args))
+    kernels = {"kernels": res.kernels, "kernels_label": kernels_label(res.kernels)} if res.kernels else {}
     if args.json:
         print(json.dumps({
-            "model": str(args.model), "backend": res.backend, "class_names": res.class_names_source,
+            "model": str(args.model), "backend": res.backend, **kernels, "class_names": res.class_names_source,
             "notes": res.notes, "predictions": [p.to_json() for p in res],
             "skipped": [{"file": f, "error": e} for f, e in res.skipped],
         }, indent=2))
@@ -266,7 +276,8 @@ def cmd_predict(args) -> int:
     out = Console(highlight=False)
     for note in res.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
-    table = Table(title=f"{escape(str(args.model))} ({res.backend})", title_justify="left")
+    how = f"{res.backend}, {kernels['kernels_label']}" if kernels else res.backend
+    table = Table(title=f"{escape(str(args.model))} ({escape(how)})", title_justify="left")
     table.add_column("image", overflow="fold")
     table.add_column("#", justify="right")
     table.add_column("class", overflow="fold")

@@ -4,7 +4,18 @@ A bottom-layer module (any stage may import it). :func:`probe_tflite` runs a
 model once in a child process, so that a flatbuffer that crashes LiteRT is
 refused instead of taking mcuzoo down; :func:`check_tflite_tensors` refuses
 quantization parameters that no runtime can use; :func:`open_tflite` builds the
-interpreter that evaluate and predict run.
+:class:`TfliteRunner` that evaluate and predict run.
+
+Kernels (``runtime``): ``exact`` (the default) runs LiteRT's reference kernels
+(``OpResolverType.BUILTIN_REF``), whose int8 outputs are bit-identical to
+TensorFlow Lite Micro's, i.e. to what a Cortex-M computes (CMSIS-NN is tested
+bit-exact against the same reference kernels). LiteRT's optimised built-in
+kernels are not: measured on the zoo's models, MEAN with ``keep_dims`` (the
+squeeze-excite pools of EfficientNet LC) and FULLY_CONNECTED (ST MNIST) differ
+from TFLM by one step on some outputs, and XNNPACK differs on most. ``xnnpack``
+is the fast option (LiteRT's default delegate); every figure it gives is
+labelled so. A model that XNNPACK cannot prepare falls back to the built-in
+kernels, with a one-line note on stderr.
 """
 from __future__ import annotations
 
@@ -33,22 +44,29 @@ def fill(d, how):
         return (rng.integers(lo, hi + 1, size=shape) if how == "random" else np.full(shape, hi)).astype(dt)
     return (rng.random(shape) if how == "random" else np.full(shape, 255.0)).astype(dt)
 
-# with the default delegates (XNNPACK), from memory (evaluate) and from the file, memory-mapped (analyze)
-for source in ("content", "path")[: len(sys.argv)]:
-    it = Interpreter(model_content=data) if source == "content" else Interpreter(model_path=sys.argv[1])
-    for batch in (1, 2):
-        ins = it.get_input_details()
-        if batch == 2:
-            if len(ins) != 1 or len(ins[0]["shape"]) < 1:
-                break
-            it.resize_tensor_input(ins[0]["index"], [2, *ins[0]["shape"][1:]])
-        it.allocate_tensors()
-        for how in ("zeros", "random", "max"):
-            for d in it.get_input_details():
-                it.set_tensor(d["index"], fill(d, how))
-            it.invoke()
-            for d in it.get_output_details():
-                it.get_tensor(d["index"])
+# the reference kernels (the exact path) and the default delegates (XNNPACK), from memory (evaluate) and from
+# the file, memory-mapped (analyze); a Python exception (e.g. XNNPACK failing to prepare) ends one try, not the probe
+REF = OpResolverType.BUILTIN_REF
+for how_open in [("content", REF), ("content", None), ("path", None)][: 1 + len(sys.argv)]:
+    try:
+        source, resolver = how_open
+        kw = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+        it = Interpreter(model_content=data, **kw) if source == "content" else Interpreter(model_path=sys.argv[1])
+        for batch in (1, 2):
+            ins = it.get_input_details()
+            if batch == 2:
+                if len(ins) != 1 or len(ins[0]["shape"]) < 1:
+                    break
+                it.resize_tensor_input(ins[0]["index"], [2, *ins[0]["shape"][1:]])
+            it.allocate_tensors()
+            for how in ("zeros", "random", "max"):
+                for d in it.get_input_details():
+                    it.set_tensor(d["index"], fill(d, how))
+                it.invoke()
+                for d in it.get_output_details():
+                    it.get_tensor(d["index"])
+    except Exception:
+        pass
 """
 _PROBED: dict[str, str | None] = {}  # sha256 of a model -> why LiteRT cannot be trusted with it (None: fine)
 PROBE_TIMEOUT_S = 120
@@ -121,28 +139,199 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-def open_tflite(data: bytes, path):
-    """(interpreter, input details, output details) of a .tflite's bytes, checked first.
+#: ``runtime`` values of :func:`open_tflite` (and of ``evaluation.runtime``, ``--runtime``).
+EXACT, XNNPACK = "exact", "xnnpack"
+RUNTIMES = (EXACT, XNNPACK)
+#: ``kernels`` as reported (metrics.json, CLI, card): what actually ran. ``builtin``: XNNPACK failed to prepare.
+KERNEL_LABELS = {
+    EXACT: "MCU-exact (TFLM reference kernels)",
+    XNNPACK: "XNNPACK (fast, not MCU-exact)",
+    "builtin": "LiteRT built-in kernels (XNNPACK failed to prepare; not MCU-exact)",
+}
+
+
+def kernels_label(kernels: str) -> str:
+    """How a figure computed with these kernels is labelled (``exact`` -> ``MCU-exact (TFLM reference kernels)``)."""
+    return KERNEL_LABELS.get(kernels, kernels)
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise McuzooError(f"unknown .tflite runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def default_workers() -> int:
+    """Processes for the exact path: half the cores (at most 8). Measured on 2 shared cores, a second process was
+    slower than one (BENCHMARKS.md), so 2 cores get 1."""
+    import os
+
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+def add_runtime_args(p) -> None:
+    """``--runtime {exact,xnnpack}`` and ``--fast`` (= ``--runtime xnnpack``), for the CLI verbs that run a .tflite."""
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="kernels for a .tflite: exact (default; TFLM's reference kernels, bit-identical to the MCU) "
+                        "or xnnpack (fast, not MCU-exact: its figures say so)")
+    p.add_argument("--fast", action="store_true", help="same as --runtime xnnpack")
+
+
+def runtime_arg(args) -> str:
+    """The runtime that :func:`add_runtime_args`' options choose."""
+    if args.fast and args.runtime == "exact":
+        raise McuzooError("--fast means --runtime xnnpack: give one of them")
+    return "xnnpack" if args.fast else (args.runtime or "exact")
+
+
+def _interpreter(data: bytes, kernels: str):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if kernels == EXACT:
+        return Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    if kernels == "builtin":
+        return Interpreter(model_content=data, num_threads=None,
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return Interpreter(model_content=data, num_threads=None)  # the default delegates: XNNPACK
+
+
+def _delegate_failed(e: BaseException) -> bool:
+    text = str(e)
+    return "XNNPACK" in text or "Delegate" in text or "delegate" in text
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(data: bytes, kernels: str) -> None:
+    _WORKER["runner"] = TfliteRunner(data, "model", kernels, workers=1, _checked=True)
+
+
+def _worker_run(x):
+    return _WORKER["runner"].run(x)
+
+
+class TfliteRunner:
+    """A .tflite's interpreter that runs batches: ``run(x)`` resizes the input to ``len(x)`` (once per new batch
+    size) and returns the first output tensor as stored (int8 outputs are not dequantized here).
+
+    ``kernels`` says what runs it (see :data:`KERNEL_LABELS`); an XNNPACK model that fails to prepare switches to
+    ``builtin`` with a note on stderr. With ``workers`` > 1 (exact path only), a batch of at least
+    ``2 * workers`` images is split between that many processes, each with its own interpreter: the reference
+    kernels are single-threaded, and the images of a batch are independent, so the result is the same.
+    """
+
+    def __init__(self, data: bytes, path, runtime: str = EXACT, workers: int | None = 1, *, _checked: bool = False):
+        self.data, self.path = data, path
+        self.kernels = check_runtime(runtime) if runtime != "builtin" else runtime
+        self.workers = default_workers() if workers is None else max(1, int(workers))
+        if self.kernels != EXACT:
+            self.workers = 1
+        self._pool = None
+        self._batch: int | None = None
+        self.fallback_note = ""
+        try:
+            with captured_output():
+                if not _checked:
+                    # first without delegates, which only reads the file: refuse what would crash XNNPACK
+                    check_tflite_tensors(_interpreter(data, "builtin").get_tensor_details(), path)
+                try:
+                    self._interp = _interpreter(data, self.kernels)
+                except (ValueError, RuntimeError) as e:
+                    if self.kernels != XNNPACK or not _delegate_failed(e):
+                        raise
+                    self._fall_back(e, quiet=True)
+                self.inputs = self._interp.get_input_details()
+                self.outputs = self._interp.get_output_details()
+        except McuzooError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
+            raise ModelFileError(f"cannot load {path}: {_first_line(e)}") from None
+        if self.fallback_note:
+            from .console import error
+
+            error(f"note: {self.fallback_note}")
+
+    @property
+    def label(self) -> str:
+        return kernels_label(self.kernels)
+
+    def _fall_back(self, e: BaseException, quiet: bool = False) -> None:
+        self.fallback_note = (f"XNNPACK could not prepare {Path(str(self.path)).name} "
+                              f"({_first_line(e)}): running LiteRT's built-in kernels instead")
+        if not quiet:
+            from .console import error
+
+            error(f"note: {self.fallback_note}")
+        self.kernels = "builtin"
+        self._interp = _interpreter(self.data, "builtin")
+        self._batch = None
+
+    def _prepare(self, n: int) -> None:
+        inp = self.inputs[0]
+        with captured_output():  # LiteRT prints an INFO line about its XNNPACK delegate
+            self._interp.resize_tensor_input(inp["index"], (n, *[int(d) for d in inp["shape"][1:]]))
+            self._interp.allocate_tensors()
+        self._batch = n
+
+    def _run_here(self, x):
+        for attempt in (0, 1):
+            try:
+                if self._batch != len(x):
+                    self._prepare(len(x))
+                self._interp.set_tensor(self.inputs[0]["index"], x)
+                self._interp.invoke()
+                return self._interp.get_tensor(self.outputs[0]["index"]).copy()
+            except (ValueError, RuntimeError) as e:  # e.g. "Input tensor 6 lacks data", "Tensor data is null"
+                if attempt == 0 and self.kernels == XNNPACK and _delegate_failed(e):
+                    self._fall_back(e)  # "failed to create XNNPACK runtime ... failed to prepare"
+                    continue
+                raise ModelFileError(f"cannot run {self.path}: {_first_line(e)}") from None
+        raise AssertionError("unreachable")
+
+    def run(self, x):
+        """The first output of the model for the batch ``x`` (already of the input's dtype)."""
+        import numpy as np
+
+        if self.workers > 1 and len(x) >= 2 * self.workers:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                                 initializer=_worker_init, initargs=(self.data, self.kernels))
+            chunks = np.array_split(x, self.workers)
+            try:
+                return np.concatenate(list(self._pool.map(_worker_run, chunks)))
+            except McuzooError:
+                raise
+            except Exception:  # noqa: BLE001 - a broken pool (no processes here): run in this process
+                self.close()
+                self.workers = 1
+        return self._run_here(x)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def open_tflite(data: bytes, path, runtime: str = EXACT, workers: int | None = 1) -> TfliteRunner:
+    """The :class:`TfliteRunner` of a .tflite's bytes, checked first.
 
     The flatbuffer identifier is checked, the model is probed in a child process
     (:func:`probe_tflite`), its tensors are read without delegates and checked
-    (:func:`check_tflite_tensors`), and only then is the interpreter built that runs it.
+    (:func:`check_tflite_tensors`), and only then is the interpreter built that runs it:
+    TFLM-exact reference kernels by default, XNNPACK with ``runtime="xnnpack"``.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+    check_runtime(runtime)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
     probe_tflite(data, path)  # a model that crashes LiteRT is refused, not run here
-    try:
-        with captured_output():
-            # first without delegates, which only reads the file: refuse what would crash XNNPACK
-            plain = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            check_tflite_tensors(plain.get_tensor_details(), path)
-            del plain
-            interp = Interpreter(model_content=data, num_threads=None)
-            inputs, outputs = interp.get_input_details(), interp.get_output_details()
-    except McuzooError:
-        raise
-    except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
-        raise ModelFileError(f"cannot load {path}: {_first_line(e)}") from None
-    return interp, inputs, outputs
+    return TfliteRunner(data, path, runtime, workers)

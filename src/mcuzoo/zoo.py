@@ -148,6 +148,13 @@ def _same_weights(model, path: Path) -> bool:
     return len(mine) == len(other) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, other))
 
 
+def _int8_mark(entry: dict) -> str:
+    """"" for an MCU-exact int8 top-1; else what measured it (XNNPACK: runs before 2026-12 did not record it)."""
+    if entry.get("top1") is None or entry.get("kernels") == "exact":
+        return ""
+    return " (XNNPACK, not MCU-exact)" if entry.get("kernels") in (None, "xnnpack") else f" ({entry['kernels']})"
+
+
 def _row(folder: Path, zoo_dir: Path) -> dict | None:
     mpath = folder / rundir.METRICS
     if not mpath.is_file():
@@ -170,7 +177,7 @@ def _row(folder: Path, zoo_dir: Path) -> dict | None:
         "classes": m["num_classes"],
         "split": f"{m.get('evaluation_split', '?')} ({m.get('int8', {}).get('n', '?')})",
         "float": pct("float"),
-        "int8": pct("int8"),
+        "int8": pct("int8") + _int8_mark(m.get("int8") or {}),
         "qdq": pct("onnx_qdq"),
         "mixed": (f"{pct('mixed')}, weights -{m['mixed']['saving_pct']:.1f} %"
                   if (m.get("mixed") or {}).get("top1") is not None and "saving_pct" in m["mixed"] else "-"),
@@ -193,11 +200,13 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
         "accuracy is measured on the split named, never used for model selection. Memory and latency are",
         "mcuzoo's estimates (`mcuzoo analyze`), not measurements on a board. Each folder has a `MODEL_CARD.md`.",
         "",
-        "*int8 top-1* is the .tflite model (uint8 input, float32 output), *QDQ* the ONNX QDQ int8 model and",
-        "*mixed* the ONNX int4/int8-weights model with the weights flash it saves against all-int8 (`-` when",
-        "the run did not make one).",
+        "*int8 top-1* is the .tflite model (uint8 input, float32 output), MCU-exact: run on LiteRT's reference",
+        "kernels, whose outputs are bit-identical to TensorFlow Lite Micro's (TFLM reference kernels), so it is what",
+        "the board computes (a figure that is not says so). *QDQ* is the ONNX QDQ int8 model and *mixed* the ONNX",
+        "int4/int8-weights model with the weights flash it saves against all-int8 (`-` when the run did not make",
+        "one), both measured with ONNX Runtime.",
         "",
-        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 | QDQ int8 top-1 | mixed w4/w8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
+        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 (MCU-exact) | QDQ int8 top-1 | mixed w4/w8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
         "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

@@ -8,6 +8,13 @@ from .context import Context
 from .text import NOT_MEASURED, _get, _int, _pct, _table
 
 
+def int8_format(kernels: str) -> str:
+    """The accuracy table's format cell of an int8 .tflite, naming the kernels that measured it."""
+    from ..runtime import kernels_label
+
+    return f"Int8, {kernels_label(kernels)}"
+
+
 def _accuracy_rows(ctx: Context) -> list[list[str]]:
     rows = []
     m = ctx.m
@@ -21,6 +28,8 @@ def _accuracy_rows(ctx: Context) -> list[list[str]]:
 
     for key, fmt in (("float", "Float"), ("int8", "Int8")):
         e = m.get(key)
+        if key == "int8" and isinstance(e, dict) and e.get("kernels"):
+            fmt = int8_format(str(e["kernels"]))
         if isinstance(e, dict) and e.get("top1") is not None:
             rows.append([f"[{ctx.tag}]({e.get('file', '')})" if e.get("file") else ctx.tag, fmt, ctx.res,
                          _pct(e["top1"]), split_text(e)])
@@ -100,13 +109,25 @@ def _runtimes_note(ctx: Context) -> str:
     """Which runtime measured which rows (recorded by runs since 2026-12): ONNX Runtime's int8 results of one
     file differ between its versions and CPUs."""
     seen: dict[str, list[str]] = {}
+    from ..runtime import kernels_label
+
     for key, what in (("float", "Float"), ("int8", ".tflite"), ("onnx_qdq", "ONNX")):
         r = _get(ctx.m, key, "runtime")
+        kernels = _get(ctx.m, key, "kernels")
+        if key == "int8" and isinstance(kernels, str) and kernels:
+            what += f", {kernels_label(kernels)}"
         if isinstance(r, str) and r:
             seen.setdefault(r, []).append(what)
     if not seen:
         return ""
     text = "Measured with " + ", ".join(f"{r} ({' and '.join(w)})" for r, w in seen.items()) + "."
+    kernels = _get(ctx.m, "int8", "kernels")
+    if kernels == "exact":
+        text += (" The int8 .tflite ran on LiteRT's reference kernels, whose outputs are bit-identical to TensorFlow "
+                 "Lite Micro's: its top-1 is what the microcontroller computes.")
+    elif isinstance(kernels, str) and kernels:
+        text += (f" The int8 .tflite ran on {kernels_label(kernels)}: its top-1 can differ from what TensorFlow Lite "
+                 "Micro computes on the board (`evaluation.runtime: exact` measures that).")
     if any(r.startswith("onnxruntime") for r in seen):
         text += (" ONNX Runtime's int8 kernels differ between its versions and CPUs: the same QDQ file can score "
                  "a few tenths of a point differently elsewhere.")

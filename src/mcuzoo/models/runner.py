@@ -2,9 +2,10 @@
 
 Entry point: :func:`open_model` gives ``(backend, input shape, predict)``, where
 ``predict(uint8 batch) -> probabilities`` runs the file with Keras (safe mode,
-:func:`mcuzoo.models.load_keras_model`), LiteRT (the interpreter of
-:func:`mcuzoo.runtime.open_tflite`, batched: the input is resized to the batch, one
-invoke per batch) or ONNX Runtime. Inputs follow the card convention: a model with a
+:func:`mcuzoo.models.load_keras_model`), LiteRT (the :class:`mcuzoo.runtime.TfliteRunner`
+of :func:`mcuzoo.runtime.open_tflite`, batched: the input is resized to the batch, one
+invoke per batch; by default on kernels bit-identical to TensorFlow Lite Micro's, or
+XNNPACK when asked) or ONNX Runtime. Inputs follow the card convention: a model with a
 uint8 input gets raw pixels; an int8 input gets the preprocessed value quantized with
 the input's own scale and zero point; a float input gets the preprocessed float.
 
@@ -19,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import rundir
-from ..console import captured_output
 from ..errors import McuzooError, ModelFileError
 
-__all__ = ["open_model", "runtime", "MAX_INPUT_ELEMENTS"]
+__all__ = ["open_model", "kernels_of", "runtime", "MAX_INPUT_ELEMENTS"]
 
 
 _RUNTIME_PACKAGES = {"keras": ("keras",), "litert": ("ai-edge-litert",), "onnxruntime": ("onnxruntime",)}
@@ -76,10 +76,11 @@ def _keras_backend(path: Path, rescale: float, offset: float):
     return shape, predict
 
 
-def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
+def _tflite_backend(path: Path, rescale: float, offset: float, runtime: str, workers: int | None):
     from ..runtime import open_tflite
 
-    interp, inputs, outputs = open_tflite(path.read_bytes(), path)
+    runner = open_tflite(path.read_bytes(), path, runtime, workers)
+    inputs, outputs = runner.inputs, runner.outputs
     if len(inputs) != 1 or not outputs:
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs: an image classifier "
                              "has one input and one output")
@@ -87,7 +88,6 @@ def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
     shape = tuple(int(d) for d in inp["shape"][1:])
     if inp["dtype"] != np.uint8:
         _need_preprocessing(path, rescale)
-    state = {"batch": None}
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = out["quantization"]
 
@@ -100,26 +100,20 @@ def _tflite_backend(path: Path, rescale: float, offset: float, batch_size: int):
         return f.astype(inp["dtype"])
 
     def predict(x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if state["batch"] != n:
-            try:
-                with captured_output():  # LiteRT prints an INFO line about its XNNPACK delegate
-                    interp.resize_tensor_input(inp["index"], (n, *shape))
-                    interp.allocate_tensors()
-            except (ValueError, RuntimeError) as e:
-                raise ModelFileError(f"cannot run {path}: {str(e).splitlines()[0][:200]}") from None
-            state["batch"] = n
-        try:
-            interp.set_tensor(inp["index"], to_input(x))
-            interp.invoke()
-            y = interp.get_tensor(out["index"])
-        except (ValueError, RuntimeError) as e:  # e.g. "Input tensor 6 lacks data", "Tensor data is null"
-            raise ModelFileError(f"cannot run {path}: {_first_line(e)}") from None
+        y = runner.run(to_input(x))
         if out["dtype"] in (np.int8, np.uint8):
             y = (y.astype(np.float32) - out_zp) * out_scale
         return y
 
+    predict.runner = runner  # type: ignore[attr-defined]  # its .kernels: what ran (after any fallback)
     return shape, predict
+
+
+def kernels_of(predict) -> str:
+    """The kernels that ran a .tflite's ``predict`` of :func:`open_model` (``exact``, ``xnnpack``, ``builtin``);
+    "" for other formats."""
+    runner = getattr(predict, "runner", None)
+    return str(runner.kernels) if runner is not None else ""
 
 
 def _onnx_backend(path: Path, rescale: float, offset: float):
@@ -184,8 +178,14 @@ def _check_input_shape(path: Path, shape: tuple) -> tuple:
     return shape
 
 
-def open_model(path: str | Path, rescale: float, offset: float, batch_size: int = 256):
-    """(backend name, input shape, predict) for a model file, chosen by its extension."""
+def open_model(path: str | Path, rescale: float, offset: float, batch_size: int = 256, runtime: str = "exact",
+               workers: int | None = None):
+    """(backend name, input shape, predict) for a model file, chosen by its extension.
+
+    A .tflite runs on ``runtime``'s kernels: ``exact`` (default; bit-identical to TFLM, see
+    :mod:`mcuzoo.runtime`) or ``xnnpack`` (fast, not MCU-exact); ``workers`` processes for the exact path
+    (None: :func:`mcuzoo.runtime.default_workers`). :func:`kernels_of` ``(predict)`` says what ran.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
@@ -193,7 +193,7 @@ def open_model(path: str | Path, rescale: float, offset: float, batch_size: int 
     if ext == ".keras":
         backend, (shape, predict) = "keras", _keras_backend(path, rescale, offset)
     elif ext == ".tflite":
-        backend, (shape, predict) = "litert", _tflite_backend(path, rescale, offset, batch_size)
+        backend, (shape, predict) = "litert", _tflite_backend(path, rescale, offset, runtime, workers)
     elif ext == ".onnx":
         backend, (shape, predict) = "onnxruntime", _onnx_backend(path, rescale, offset)
     else:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import McuzooError
-from .runner import open_model, runtime
+from .runner import kernels_of, open_model, runtime
 
 __all__ = ["EvalResult", "score", "evaluate_model", "PairedDifference", "paired_difference"]
 
@@ -28,10 +28,15 @@ class EvalResult:
     confusion: list[list[int]] = field(repr=False)
     backend: str = ""
     correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per image, in split order
+    kernels: str = ""  # a .tflite's: exact (TFLM reference kernels), xnnpack, builtin (XNNPACK failed to prepare)
 
     def summary(self) -> dict:
-        return {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "runtime": runtime(self.backend),
-                "per_class": self.per_class}
+        d = {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "runtime": runtime(self.backend)}
+        if self.kernels:
+            from ..runtime import kernels_label
+
+            d.update(kernels=self.kernels, kernels_label=kernels_label(self.kernels))
+        return {**d, "per_class": self.per_class}
 
 
 def score(
@@ -67,14 +72,24 @@ def evaluate_model(
     rescale: float,
     offset: float,
     batch_size: int = 256,
+    runtime: str = "exact",
+    workers: int | None = None,
 ) -> EvalResult:
-    """Evaluate a .keras / .tflite / .onnx model on a :class:`mcuzoo.data.Split`."""
-    backend, shape, predict = open_model(model_path, rescale, offset, batch_size)
+    """Evaluate a .keras / .tflite / .onnx model on a :class:`mcuzoo.data.Split`.
+
+    A .tflite runs on MCU-exact kernels unless ``runtime="xnnpack"``; the result's ``kernels`` says which ran.
+    """
+    backend, shape, predict = open_model(model_path, rescale, offset, batch_size, runtime, workers)
     if tuple(split.image_shape) != tuple(shape):
         raise McuzooError(f"model input is {shape} but the data gives {tuple(split.image_shape)}")
     correct: list[bool] = []
-    top1, n, per_class, conf = score(predict, split.numpy_batches(batch_size), class_names, correct)
-    return EvalResult(top1, n, per_class, conf, backend, np.asarray(correct, dtype=bool))
+    try:
+        top1, n, per_class, conf = score(predict, split.numpy_batches(batch_size), class_names, correct)
+    finally:
+        runner = getattr(predict, "runner", None)
+        if runner is not None:
+            runner.close()
+    return EvalResult(top1, n, per_class, conf, backend, np.asarray(correct, dtype=bool), kernels_of(predict))
 
 
 @dataclass

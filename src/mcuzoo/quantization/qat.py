@@ -325,8 +325,11 @@ def finetune_qat(
     seed: int = 0,
     per_channel: bool = True,
     verbose: bool = True,
+    runtime: str = "exact",
 ) -> QatResult:
     """Fine-tune a copy of ``float_path`` so that its int8 model agrees with it; see the module docstring.
+
+    Each epoch's int8 .tflite is scored on ``runtime``'s kernels: MCU-exact (TFLM reference kernels) by default.
 
     Writes ``out_dir/float_model_qat.keras`` when a fine-tuned epoch beats plain
     post-training int8 on ``dataset.val`` (else removes a stale one). Reads
@@ -362,7 +365,7 @@ def finetune_qat(
     aug = augment_fn(augmentation, seed) if augmentation is not None else None
 
     def val_probs(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        predict = open_model(path, rescale, offset, 256)[2]
+        predict = open_model(path, rescale, offset, 256, runtime)[2]
         out, ys = [], []
         for x, y in dataset.val.numpy_batches(256):
             out.append(predict(x))

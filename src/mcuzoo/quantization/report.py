@@ -174,8 +174,9 @@ def _tflite_interpreter(path: Path, n: int, shape):
         with captured_output():
             interp = Interpreter(
                 model_content=data, experimental_preserve_all_tensors=True,
-                # the default XNNPACK delegate would swallow intermediate tensors
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                # the reference kernels: the int8 tensors are TFLM's (the MCU's), bit for bit; the default
+                # XNNPACK delegate would also swallow intermediate tensors
+                experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
             )
             inp = interp.get_input_details()[0]
             interp.resize_tensor_input(inp["index"], (n, *shape))

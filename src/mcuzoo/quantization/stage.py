@@ -41,9 +41,10 @@ def run_stage(cfg, dataset, run_dir: str | Path) -> dict:
             float_path, dataset, run_dir, calib, cfg.preprocessing.rescale, cfg.preprocessing.offset,
             epochs=qc.qat_epochs, learning_rate=qc.qat_learning_rate, batch_size=cfg.training.batch_size,
             augmentation=cfg.augmentation, seed=cfg.training.seed, per_channel=qc.per_channel,
-            verbose=cfg.training.verbose,
+            verbose=cfg.training.verbose, runtime=cfg.evaluation.runtime,
         )
         metrics["qat"] = qat.summary()
+        metrics["qat"]["kernels"] = cfg.evaluation.runtime
         if qat.path is not None:
             source = qat.path
     console.print(f"quantizing {source.name} to int8 ({'per-channel' if qc.per_channel else 'per-tensor'}) ...")
