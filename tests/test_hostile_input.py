@@ -296,3 +296,234 @@ def test_out_of_bounds_cli_numbers_are_one_line_errors(argv, tmp_path, capsys, m
     assert code == 2
     clean_error(code, err)
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# 4. every path built from file contents stays inside its root
+
+escaping_names = st.one_of(
+    st.sampled_from(["..", "../..", "../../outside", "/abs/olute", "/", ".", "", "a/../../b", "a/./b", "a//b",
+                     "a\\..\\b", "x\x00y", "../" * 20 + "etc/passwd"]),
+    st.builds(lambda a, b: f"{a}/../{b}/../..", st.text("abc", min_size=1, max_size=3), st.text("abc", max_size=3)),
+    st.builds(lambda a: "/" + a, st.text("abc/", min_size=1, max_size=8)),
+)
+
+
+@FAST
+@given(name=escaping_names)
+def test_safe_join_refuses_every_name_that_leaves_its_root(name, tmp_path):
+    with pytest.raises(RunDirError):
+        rundir.safe_join(tmp_path, name)
+
+
+@FAST
+@given(name=st.text("abcXYZ019_-.", min_size=1, max_size=12).filter(lambda n: n not in (".", "..")))
+def test_safe_join_keeps_plain_names(name, tmp_path):
+    assert rundir.safe_join(tmp_path, name) == tmp_path / name
+
+
+def test_safe_join_refuses_a_symlink_out_of_the_root(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path)
+    with pytest.raises(RunDirError, match="outside"):
+        rundir.safe_join(tmp_path / "root", "link/x")
+
+
+def _finished_run(d: Path, model="st_mnist_v1", shape=(28, 28, 1)) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(d / rundir.CONFIG, "dataset:\n  name: glyphs36\n")
+    rundir.write_json(d / rundir.METRICS, {"model": model, "dataset": "glyphs36", "input_shape": list(shape),
+                                           "num_classes": 36})
+    rundir.write_json(d / rundir.MODEL_INFO, {})
+    for name in (rundir.INT8_TFLITE, "MODEL_CARD.md", rundir.FLOAT_MODEL):
+        rundir.write_bytes(d / name, b"x")
+    return d
+
+
+@FAST
+@given(name=st.one_of(escaping_names, st.integers(), st.none(), st.lists(st.text(max_size=2), max_size=2)))
+def test_zoo_add_never_writes_outside_the_zoo(name, tmp_path_factory):
+    from mcuzoo import zoo
+
+    base = tmp_path_factory.mktemp("zoo")
+    run = _finished_run(base / "run", model=name)
+    before = sorted(str(p) for p in base.rglob("*"))
+    with pytest.raises(McuzooError):
+        zoo.add(run, base / "zoo" / "inner")
+    assert sorted(str(p) for p in base.rglob("*")) == before  # nothing created anywhere
+    assert not Path("/abs").exists()
+
+
+def test_zoo_add_refuses_a_dataset_path_label_and_a_bad_shape(tmp_path, capsys):
+    run = _finished_run(tmp_path / "run", shape=("../x", 1, 1))
+    code, _, err = cli(["zoo", "add", run, "--zoo", tmp_path / "zoo"], capsys)
+    assert code == 1 and "input_shape" in clean_error(code, err)
+    assert not (tmp_path / "zoo").exists()
+
+
+def _state(**over) -> dict:
+    from dataclasses import asdict
+
+    from mcuzoo.train import TrainState
+
+    d = asdict(TrainState(epoch=2, learning_rate=0.01, checkpoint="epoch_0002.keras"))
+    d.update(over)
+    return d
+
+
+@FAST
+@given(name=escaping_names.filter(lambda n: n != ""))
+def test_the_checkpoint_named_in_state_json_stays_in_checkpoints(name, tmp_path_factory):
+    from mcuzoo.train import CHECKPOINTS, STATE, read_state
+
+    run = tmp_path_factory.mktemp("run")
+    (run / CHECKPOINTS).mkdir()
+    rundir.write_json(run / CHECKPOINTS / STATE, _state(checkpoint=name))
+    with pytest.raises(RunDirError):
+        read_state(run)
+
+
+@pytest.mark.parametrize("over", [{"epoch": -1}, {"epoch": "3"}, {"learning_rate": None}, {"history": {"a": 1}},
+                                  {"checkpoint": 5}, {"stopped_early": "no"}, {"history": [1, 2]}, {"es_wait": 1.5}])
+def test_state_json_with_wrong_types_is_a_run_dir_error(over, tmp_path):
+    from mcuzoo.train import CHECKPOINTS, STATE, read_state
+
+    (tmp_path / CHECKPOINTS).mkdir()
+    rundir.write_json(tmp_path / CHECKPOINTS / STATE, _state(**over))
+    with pytest.raises(RunDirError, match="training state"):
+        read_state(tmp_path)
+
+
+def test_old_state_json_with_minus_infinity_still_resumes(tmp_path):
+    from mcuzoo.train import CHECKPOINTS, STATE, read_state
+
+    (tmp_path / CHECKPOINTS).mkdir()
+    (tmp_path / CHECKPOINTS / STATE).write_text(json.dumps(_state(lr_best=-math.inf)))  # as mcuzoo wrote it once
+    assert "-Infinity" in (tmp_path / CHECKPOINTS / STATE).read_text()
+    assert read_state(tmp_path).lr_best == -1.0
+
+
+# ---------------------------------------------------------------------------
+# 5. validate first, then touch disk
+
+
+def _fake_trained_run(tmp_path: Path) -> Path:
+    from mcuzoo.config import config_to_yaml, load_config
+    from mcuzoo.train import CHECKPOINTS, STATE
+
+    run = tmp_path / "run"
+    (run / CHECKPOINTS).mkdir(parents=True)
+    cfg = load_config(None, ["dataset.samples_per_class=4", f"output_dir={tmp_path}", "stages=[train]"])
+    rundir.write_text(run / rundir.CONFIG, config_to_yaml(cfg))
+    rundir.write_json(run / CHECKPOINTS / STATE, _state())
+    return run
+
+
+@pytest.mark.parametrize("override", ["model.name=squeezenet_v1_0", "model.input_shape=[32,32,1]",
+                                      "dataset.name=shapes", "preprocessing.offset=0", "dataset.seed=3"])
+def test_resume_refuses_overrides_the_trained_model_cannot_follow_and_changes_nothing(override, tmp_path, capsys):
+    run = _fake_trained_run(tmp_path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = cli(["run", "--resume", run, override], capsys)
+    assert code == 2 and "--resume cannot change" in clean_error(code, err)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_refused_runs_leave_no_run_directory(tmp_path, capsys):
+    from PIL import Image
+
+    one = tmp_path / "one_class" / "a"
+    one.mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (8, 8), i * 20).save(one / f"{i}.png")
+    out = tmp_path / "runs"
+    code, _, err = cli(["run", "configs/quickstart.yaml", "dataset.name=folder", f"dataset.path={one.parent}",
+                        f"output_dir={out}", "training.epochs=1"], capsys)
+    assert code != 0 and "at least 2" in clean_error(code, err)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_refused_initial_weights_leave_no_run_directory(tmp_path, capsys, monkeypatch):
+    import keras
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(other)
+    out = tmp_path / "runs"
+    code, _, err = cli(["run", "configs/quickstart.yaml", f"training.initial_weights={other}", f"output_dir={out}",
+                        "dataset.samples_per_class=4", "training.epochs=1", "stages=[train]"], capsys)
+    assert code != 0 and "initial_weights" in clean_error(code, err)
+    assert not out.exists() or not list(out.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# 9. leftovers: temp files, locks of other processes, file modes
+
+temp_names = st.builds(lambda stem, rnd, suf: f".{stem}.{rnd}.tmp{suf}", st.sampled_from(["metrics", "epoch_0003", "state",
+                       "float_model", "model_int8", "lock"]), st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=8,
+                       max_size=8), st.sampled_from(["", ".json", ".keras", ".tflite", ".png", ".onnx"]))
+
+
+@FAST
+@given(temps=st.lists(temp_names, min_size=1, max_size=5, unique=True))
+def test_remove_temp_files_removes_exactly_what_atomic_writes_leave(temps, tmp_path_factory):
+    d = tmp_path_factory.mktemp("leftovers")
+    keep = ["metrics.json", ".hidden_user_file", "notes.tmp.txt", ".lock", "a.tmp"]
+    for n in temps + keep:
+        (d / n).write_text("x")
+    with rundir.atomic_path(d / "real.json") as tmp:  # the names atomic_path really makes match
+        assert rundir.TEMP_RE.match(tmp.name), tmp.name
+        removed = rundir.remove_temp_files(d)
+        assert tmp.name in removed
+        tmp.write_text("{}")
+    assert sorted(removed) == sorted(temps + [removed[-1]]) or set(temps) <= set(removed)
+    assert sorted(p.name for p in d.iterdir()) == sorted(keep + ["real.json"])
+
+
+def test_card_and_resume_remove_temp_files_of_a_killed_run(tmp_path, capsys):
+    run = _fake_trained_run(tmp_path)
+    leftovers = [run / ".metrics.abcd1234.tmp.json", run / "checkpoints" / ".epoch_0003.k2j4x9_a.tmp.keras"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    cli(["card", run], capsys)  # the card itself fails (no metrics): the leftovers go anyway
+    assert not any(p.exists() for p in leftovers)
+    for p in leftovers:
+        p.write_bytes(b"half")
+    code, _, err = cli(["run", "--resume", run, "training.epochs=2"], capsys)  # epochs done: no training
+    assert not any(p.exists() for p in leftovers), err[-2000:]
+
+
+@pytest.mark.parametrize("content", ["1", "1\n", "1 999999999", f"{os.getpid() + 10**6}", "abc", "", "-5 7"])
+def test_a_lock_naming_a_process_that_is_no_live_mcuzoo_is_taken_over(content, tmp_path):
+    (tmp_path / rundir.LOCK_NAME).write_text(content)
+    with rundir.RunLock(tmp_path):
+        assert (tmp_path / rundir.LOCK_NAME).read_text().split()[0] == str(os.getpid())
+    assert not (tmp_path / rundir.LOCK_NAME).exists()
+
+
+def test_a_lock_of_a_live_process_with_its_start_time_blocks(tmp_path):
+    parent = os.getppid()
+    start = rundir._start_time(parent)
+    if start is None:
+        pytest.skip("no /proc here")
+    (tmp_path / rundir.LOCK_NAME).write_text(f"{parent} {start}\n")
+    with pytest.raises(RunDirError, match=f"pid {parent}"):
+        rundir.RunLock(tmp_path).acquire()
+    (tmp_path / rundir.LOCK_NAME).write_text(f"{parent} {int(start) + 1}\n")  # the pid was reused since
+    with rundir.RunLock(tmp_path):
+        pass
+
+
+@FAST
+@given(mask=st.sampled_from([0o000, 0o002, 0o022, 0o027, 0o077, 0o177]))
+def test_artifacts_follow_the_umask(mask, tmp_path_factory):
+    d = tmp_path_factory.mktemp("umask")
+    old = os.umask(mask)
+    try:
+        for p in (rundir.write_json(d / "m.json", {"a": 1}), rundir.write_bytes(d / "m.bin", b"x"),
+                  rundir.write_text(d / "m.txt", "x")):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask, (oct(mask), oct(p.stat().st_mode))
+        with rundir.RunLock(d):
+            assert stat.S_IMODE((d / rundir.LOCK_NAME).stat().st_mode) == 0o666 & ~mask
+    finally:
+        os.umask(old)

@@ -5,13 +5,16 @@ directory (see :mod:`mcuzoo.rundir` for their names).
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 from . import rundir
 from .config import STAGES, Config, config_to_yaml
 from .console import console
-from .errors import McuzooError, RunDirError
+from .errors import ConfigError, DataError, McuzooError, RunDirError
 
 
 # the metrics.json entries each stage writes (a resumed run that skips a stage keeps that stage's entries)
@@ -28,6 +31,38 @@ def _previous_metrics(run_dir: Path) -> dict:
     except RunDirError:  # none yet, or unreadable: nothing to keep
         return {}
     return old if isinstance(old, dict) else {}
+
+
+#: what a run's trained model is made of: a resume may not change it (a new run may)
+FIXED_ON_RESUME = ("model", "dataset", "preprocessing")
+
+
+def _check_resume_overrides(saved: Config, cfg: Config, run_dir: Path) -> None:
+    """Refuse overrides that the trained model cannot follow, before anything is written."""
+    from .train import CHECKPOINTS, STATE
+
+    if not ((run_dir / CHECKPOINTS / STATE).is_file() or (run_dir / rundir.FLOAT_MODEL).is_file()):
+        return  # nothing trained yet: the run may still become anything
+    old, new = saved.model_dump(mode="json"), cfg.model_dump(mode="json")
+    for section in FIXED_ON_RESUME:
+        for key in new[section]:
+            if old[section].get(key) != new[section][key]:
+                raise ConfigError(f"--resume cannot change {section}.{key} ({old[section].get(key)!r} -> "
+                                  f"{new[section][key]!r}): {run_dir} was trained with it; start a new run instead")
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(run_dir: Path, created: bool) -> Iterator[None]:
+    """A run directory this run created is removed again when the run fails before its first checkpoint
+    (bad data, refused initial weights, ...): a refused command leaves no orphan folder behind."""
+    from .train import CHECKPOINTS, STATE
+
+    try:
+        yield
+    except BaseException:
+        if created and not (run_dir / CHECKPOINTS / STATE).is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> Path:
@@ -48,8 +83,10 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         run_dir = Path(resume)
         if not (run_dir / rundir.CONFIG).is_file():
             raise McuzooError(f"cannot resume {run_dir}: no {rundir.CONFIG} there (not a run directory?)")
-        saved_stages = load_config(run_dir / rundir.CONFIG).stages
+        saved = load_config(run_dir / rundir.CONFIG)
+        saved_stages = saved.stages
         cfg = load_config(run_dir / rundir.CONFIG, overrides)
+        _check_resume_overrides(saved, cfg, run_dir)
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
     get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
@@ -58,6 +95,11 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         raise McuzooError(f"training.initial_weights: model file not found: {init}")
     shape = tuple(cfg.model.input_shape)
     dataset = load_run_dataset(cfg)
+    if len(dataset.class_names) < 2:  # checked before a run directory exists
+        raise DataError(f"dataset {dataset.name} has {len(dataset.class_names)} class(es): a classifier needs at least 2")
+    if "train" in cfg.stages and (dataset.val is None or not len(dataset.val)):
+        raise DataError(f"dataset {dataset.name}: the validation split is empty (raise dataset.validation_split, "
+                        "or give more images per class)")
     chief = is_chief(cfg)
     if not chief:  # a multi-worker helper: trains, writes nothing of the run
         import tempfile
@@ -68,7 +110,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         return Path(cfg.output_dir)
     if resume is None:
         run_dir = rundir.new_run_dir(cfg.output_dir, cfg.name)
-    with rundir.RunLock(run_dir):
+    with rundir.RunLock(run_dir), _dropped_on_failure(run_dir, created=resume is None):
+        for folder in (run_dir, run_dir / "checkpoints"):  # what a killed writer left behind
+            rundir.remove_temp_files(folder)
         console.print(f"{'resuming' if resume is not None else 'run directory:'} [bold]{run_dir}[/]")
         kept = cfg
         if resume is not None:  # `stages=[evaluate]` on a resume runs those stages now; the run keeps all it had

@@ -71,7 +71,7 @@ class TrainState:
     learning_rate: float = 0.0
     best_val_accuracy: float = -1.0
     best_epoch: int = 0
-    lr_best: float = -math.inf
+    lr_best: float = -1.0  # below any accuracy: no plateau best yet (older runs wrote -Infinity)
     lr_wait: int = 0
     es_wait: int = 0
     stopped_early: bool = False
@@ -205,11 +205,28 @@ def read_state(run_dir: Path) -> TrainState | None:
     path = run_dir / CHECKPOINTS / STATE
     if not path.is_file():
         return None
-    data = rundir.read_json(path)
+    try:  # strict JSON, except the -Infinity that older runs wrote for lr_best
+        data = json.loads(path.read_text(encoding="utf-8"),
+                          parse_constant=lambda c: -1.0 if c == "-Infinity" else rundir.no_json_constant(c))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise RunDirError(f"{path} is not valid JSON") from None
     try:
-        return TrainState(**data)
+        state = TrainState(**data)
     except TypeError:
         raise RunDirError(f"{path} is not a mcuzoo training state") from None
+    ints = ("epoch", "best_epoch", "lr_wait", "es_wait")
+    floats = ("learning_rate", "best_val_accuracy", "lr_best", "seconds")
+    if not (all(type(getattr(state, k)) is int and 0 <= getattr(state, k) <= 10**9 for k in ints)
+            and all(type(getattr(state, k)) in (int, float) and math.isfinite(getattr(state, k)) for k in floats)
+            and isinstance(state.stopped_early, bool) and isinstance(state.checkpoint, str)
+            and isinstance(state.seed_states, list) and isinstance(state.history, list)
+            and all(isinstance(r, dict) for r in state.history)):
+        raise RunDirError(f"{path} is not a mcuzoo training state (a field has the wrong type or range)")
+    if state.checkpoint:  # a name inside checkpoints/, never a path that leads elsewhere
+        rundir.safe_join(path.parent, state.checkpoint, f"checkpoint in {path}")
+        if "/" in state.checkpoint:
+            raise RunDirError(f"checkpoint in {path}: {state.checkpoint!r} is not a file name in {path.parent}")
+    return state
 
 
 def _write_log(run_dir: Path, state: TrainState) -> None:
@@ -343,7 +360,8 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
     scope = strategy.scope() if strategy is not None else _null_scope()
     with scope:
         if state is not None and state.checkpoint:
-            model = load_keras_model(run_dir / CHECKPOINTS / state.checkpoint, compile=True)
+            model = load_keras_model(rundir.safe_join(run_dir / CHECKPOINTS, state.checkpoint, "checkpoint"),
+                                     compile=True)
             _restore_seed_states(model, state.seed_states)
         else:
             state = TrainState(learning_rate=base_lr)

@@ -8,7 +8,6 @@ accuracy, footprint and latency estimate, read from each folder's JSON files.
 from __future__ import annotations
 
 import fnmatch
-import json
 import shutil
 from pathlib import Path
 
@@ -26,13 +25,22 @@ REQUIRED = (rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TF
 
 
 def _dataset_label(run_dir: Path, metrics: dict) -> str:
-    import yaml
+    from .config import read_yaml
 
-    cfg = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
+    cfg = read_yaml(run_dir / rundir.CONFIG)
     ds = cfg.get("dataset", {})
+    ds = ds if isinstance(ds, dict) else {}
     if ds.get("path"):
-        return Path(ds["path"]).name
+        return Path(str(ds["path"])).name
     return str(metrics.get("dataset", ds.get("name", "data")))
+
+
+def _folder_name(value, what: str, root: Path) -> str:
+    """One folder name taken from a run's files: a plain name, never a path out of the zoo."""
+    if not isinstance(value, str) or "/" in value:
+        raise McuzooError(f"{what} {value!r} is not a plain folder name for {root}")
+    rundir.safe_join(root, value, what)
+    return value
 
 
 def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
@@ -42,10 +50,19 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     if missing:
         raise McuzooError(f"{run_dir} is not a finished run with a card: missing {', '.join(missing)}")
     metrics = rundir.read_json(run_dir / rundir.METRICS)
-    h, w, _ = metrics["input_shape"]
+    shape = metrics.get("input_shape") if isinstance(metrics, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and 0 < v < 1 << 16 for v in shape)):
+        raise McuzooError(f"{run_dir / rundir.METRICS} is not a mcuzoo metrics file (no input_shape [H, W, C])")
+    h, w, _ = shape
     res = f"{h}" if h == w else f"{h}x{w}"
-    dest = Path(zoo_dir) / metrics["model"] / f"{_dataset_label(run_dir, metrics)}_{res}"
-    dest.mkdir(parents=True, exist_ok=True)
+    root = Path(zoo_dir)
+    model = _folder_name(metrics.get("model"), f"model name in {run_dir / rundir.METRICS}", root)
+    label = _folder_name(f"{_dataset_label(run_dir, metrics)}_{res}", "dataset label", root / model)
+    dest = root / model / label
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise rundir.disk_error(dest, e) from None
     # not the leftover temp files of an interrupted write (".model.abcd.tmp.onnx")
     names = list(PUBLISHED) + sorted(p.name for p in run_dir.glob("*.onnx") if not p.name.startswith("."))
     for name in names:
@@ -159,8 +176,15 @@ def _row(folder: Path, zoo_dir: Path) -> dict | None:
     mpath = folder / rundir.METRICS
     if not mpath.is_file():
         return None
-    m = json.loads(mpath.read_text())
-    a = json.loads((folder / rundir.ANALYSIS).read_text()) if (folder / rundir.ANALYSIS).is_file() else {}
+    m = rundir.read_json(mpath)
+    a = rundir.read_json(folder / rundir.ANALYSIS) if (folder / rundir.ANALYSIS).is_file() else {}
+    try:
+        return _row_of(m, a, folder, zoo_dir)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise McuzooError(f"{mpath} (or the analysis.json beside it) is not a mcuzoo metrics file") from None
+
+
+def _row_of(m: dict, a: dict, folder: Path, zoo_dir: Path) -> dict:
     h747 = a.get("boards", {}).get("STM32H747", {})
 
     def pct(key):

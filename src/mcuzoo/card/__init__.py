@@ -88,6 +88,8 @@ def cmd_card(args) -> int:
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir}")
     with rundir.RunLock(run_dir):  # a run still writing there is refused
+        for folder in (run_dir, run_dir / "checkpoints"):  # what a killed writer left behind
+            rundir.remove_temp_files(folder)
         path = write_card(run_dir, plots=args.plots)
     print(path)
     return 0
