@@ -14,7 +14,7 @@ import os
 import sys
 
 from .console import console, error, quiet_tensorflow
-from .errors import ConfigError, McuzooError
+from .errors import ConfigError, McuzooError, first_line
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # an internal error: still one line unless asked for more
         if os.environ.get("MCUZOO_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        msg = first_line(e, 300) if str(e).strip() else ""
         error(f"mcuzoo: internal error: {type(e).__name__}: {msg} (set MCUZOO_DEBUG=1 for the traceback)")
         return 1
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .layouts import LAYOUT_NAMES, LAYOUTS
 
 STAGES = ("train", "quantize", "evaluate", "analyze", "card")
@@ -470,7 +470,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         value = raw
     except (ValueError, OverflowError, RecursionError) as e:  # e.g. a 5000-digit int, month 13, [[[[...
-        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        why = first_line(e, 120)
         if isinstance(e, RecursionError):
             why = "nested too deeply"
         raise ConfigError(f"override '{key[:80]}': value cannot be read ({why})") from None
@@ -521,7 +521,7 @@ def read_yaml(path: str | Path) -> dict:
     except RecursionError:
         raise ConfigError(f"config file {p} is not a usable config: nested too deeply") from None
     except (ValueError, OverflowError) as e:  # a scalar YAML accepts but Python cannot build: 5000-digit int, month 13
-        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        why = first_line(e, 120)
         raise ConfigError(f"config file {p} holds a value that cannot be read ({why})") from None
     if data is None:
         data = {}

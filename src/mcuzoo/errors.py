@@ -33,3 +33,10 @@ class ModelFileError(McuzooError):
 
 class RunDirError(McuzooError):
     """A run directory that is missing, incomplete or in use."""
+
+
+def first_line(e: BaseException, limit: int | None = 200) -> str:
+    """An exception's message cut to one line for a :class:`McuzooError`: its first line, at most ``limit``
+    characters (None: the whole line), or the exception's type name when it has no message."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__

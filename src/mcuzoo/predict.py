@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, McuzooError
+from .errors import DataError, McuzooError, first_line
 
 __all__ = ["Prediction", "Predictions", "predict", "load_image", "collect_images", "register_cli", "IMAGE_EXTENSIONS"]
 
@@ -140,9 +140,9 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
     except UnidentifiedImageError:
         raise DataError(f"{path} is not an image file Pillow can read") from None
     except Image.DecompressionBombError as e:
-        raise DataError(f"{path} is too large to decode ({str(e).strip().splitlines()[0][:160]})") from None
+        raise DataError(f"{path} is too large to decode ({first_line(e, 160)})") from None
     except (OSError, ValueError, SyntaxError) as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        msg = first_line(e, 160)
         raise DataError(f"{path} is not a readable image ({msg})") from None
     if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise DataError(f"{path} has no pixels")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .console import captured_output
-from .errors import McuzooError, ModelFileError
+from .errors import McuzooError, ModelFileError, first_line
 
 _PROBE = r"""
 import sys
@@ -134,9 +134,10 @@ def check_tflite_tensors(tensor_details: list[dict], path) -> None:
                 raise ModelFileError(f"{where} has {len(scales)} quantization channels that do not match its shape {shape}")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+def check_tflite_identifier(data: bytes, path) -> None:
+    """Refuse bytes that are not a TensorFlow Lite flatbuffer: its file identifier ``TFL3`` is at bytes 4..8."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a TensorFlow Lite model (no TFL3 identifier)")
 
 
 #: ``runtime`` values of :func:`open_tflite` (and of ``evaluation.runtime``, ``--runtime``).
@@ -246,7 +247,7 @@ class TfliteRunner:
         except McuzooError:
             raise
         except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
-            raise ModelFileError(f"cannot load {path}: {_first_line(e)}") from None
+            raise ModelFileError(f"cannot load {path}: {first_line(e)}") from None
         if self.fallback_note:
             from .console import error
 
@@ -258,7 +259,7 @@ class TfliteRunner:
 
     def _fall_back(self, e: BaseException, quiet: bool = False) -> None:
         self.fallback_note = (f"XNNPACK could not prepare {Path(str(self.path)).name} "
-                              f"({_first_line(e)}): running LiteRT's built-in kernels instead")
+                              f"({first_line(e)}): running LiteRT's built-in kernels instead")
         if not quiet:
             from .console import error
 
@@ -286,7 +287,7 @@ class TfliteRunner:
                 if attempt == 0 and self.kernels == XNNPACK and _delegate_failed(e):
                     self._fall_back(e)  # "failed to create XNNPACK runtime ... failed to prepare"
                     continue
-                raise ModelFileError(f"cannot run {self.path}: {_first_line(e)}") from None
+                raise ModelFileError(f"cannot run {self.path}: {first_line(e)}") from None
         raise AssertionError("unreachable")
 
     def run(self, x):
@@ -331,7 +332,6 @@ def open_tflite(data: bytes, path, runtime: str = EXACT, workers: int | None = 1
     TFLM-exact reference kernels by default, XNNPACK with ``runtime="xnnpack"``.
     """
     check_runtime(runtime)
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
+    check_tflite_identifier(data, path)
     probe_tflite(data, path)  # a model that crashes LiteRT is refused, not run here
     return TfliteRunner(data, path, runtime, workers)

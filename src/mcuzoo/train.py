@@ -122,10 +122,10 @@ def scheduled_lr(cfg: Config, epoch: int, base_lr: float) -> float | None:
 
 def preprocess_fn(rescale: float, offset: float):
     """uint8 images -> float32 model input, as a tf.data map function."""
-    import tensorflow as tf
+    from .data import preprocess
 
     def fn(images, labels):
-        return tf.cast(images, tf.float32) * rescale + offset, labels
+        return preprocess(images, rescale, offset), labels
 
     return fn
 

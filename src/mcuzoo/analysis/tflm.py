@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelFileError
+from ..runtime import check_tflite_identifier
 from . import planner as _planner
 
 __all__ = ["TflmArena", "tflm_arena", "tflm_arena_bytes", "KERNELS", "STRUCTS"]
@@ -158,8 +159,7 @@ class _Tail:
 def _read_model(data: bytes, name: str):
     from ai_edge_litert import schema_py_generated as s
 
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{name} is not a TensorFlow Lite model (no 'TFL3' identifier)")
+    check_tflite_identifier(data, name)
     try:
         model = s.Model.GetRootAs(data, 0)
         if model.SubgraphsLength() < 1:

@@ -18,8 +18,9 @@ One module per card section, in the card's order: :mod:`.header` (title, warning
 :mod:`.network` (network information, inputs / outputs), :mod:`.platforms`, :mod:`.footprint`
 (metrics, memory, latency), :mod:`.accuracy` (accuracy, confusion matrices), :mod:`.training`,
 :mod:`.reproduce` (how to reproduce, references). Each section is a function of the run's
-:class:`~.context.Context`; :mod:`.known` holds what the cards say about models and datasets,
-:mod:`.text` the formatting helpers.
+:class:`~.context.Context`; :mod:`.text` holds the formatting helpers. What a card says about a model
+comes from the model registry (``register_model(..., card=ModelCard(...))``), about a dataset from the
+dataset-layout registry (:mod:`mcuzoo.layouts`).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from . import accuracy, footprint, header, network, platforms, reproduce, traini
 from .context import Context, _read_config, _read_optional_json
 from .context import keras_counts, tflite_io  # noqa: F401 - importable from mcuzoo.card as before the split
 from .header import USEFUL_CHANCE_CORRECTED  # noqa: F401
-from .known import MODELS  # noqa: F401
 from .text import NOT_MEASURED  # noqa: F401
 
 __all__ = ["write_card", "render_card", "register_cli", "CARD_NAME"]

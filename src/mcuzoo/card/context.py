@@ -5,9 +5,8 @@ import json
 from pathlib import Path
 
 from .. import rundir
-from ..errors import McuzooError
+from ..errors import ConfigError, McuzooError
 from ..layouts import DATASETS, known_dataset
-from .known import MODELS
 from .text import _get
 
 __all__ = ["Context", "tflite_io", "keras_counts"]
@@ -62,6 +61,16 @@ def keras_counts(path: Path) -> dict | None:
         return None
 
 
+def model_card(name: str):
+    """What the model registry says about ``name`` for its card (a :class:`mcuzoo.models.ModelCard`), or None."""
+    from ..models import get_model_spec
+
+    try:
+        return get_model_spec(name).card
+    except ConfigError:  # not a model of this mcuzoo
+        return None
+
+
 def _numel(shape) -> int:
     n = 1
     for s in shape:
@@ -106,9 +115,9 @@ class Context:
         self.a = analysis
         self.a_problem = analysis_problem
         self.model = str(metrics.get("model") or self.info.get("model") or _get(self.cfg, "model", "name") or "model")
-        spec = MODELS.get(self.model)
+        spec = model_card(self.model)
         self.spec = spec
-        self.title = spec["title"] if spec else self.model
+        self.title = spec.title if spec else self.model
         self.shape = tuple(metrics.get("input_shape") or self.info.get("input_shape") or _get(self.cfg, "model", "input_shape") or ())
         self.res = "x".join(str(v) for v in self.shape) if self.shape else "-"
         self.class_names = [str(c) for c in (self.info.get("class_names") or list((metrics.get("float") or {}).get("per_class") or {}))]

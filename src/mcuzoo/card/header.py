@@ -42,11 +42,11 @@ def _weak_model_warning(ctx: Context) -> str:
 
 def description(ctx: Context) -> str:
     spec = ctx.spec
-    body = spec["description"] if spec else f"`{ctx.model}`: a model of the mcuzoo registry."
+    body = spec.description if spec else f"`{ctx.model}`: a model of the mcuzoo registry."
     shape = f" at {ctx.res}" if ctx.shape else ""
     prov = (
         f"**Provenance.** This model is mcuzoo's own reimplementation of the {ctx.title} architecture"
-        + (f" ({spec['origin']})" if spec else "")
+        + (f" ({spec.origin})" if spec else "")
         + f", trained from scratch (`tfs`: weights randomly initialised){shape} on {ctx.dataset_title} by this "
         "run, then quantized to int8 by post-training quantization with the TensorFlow Lite converter. "
         "No pretrained weights and no files of the STM32 model zoo are used; the zoo's own models and cards are "

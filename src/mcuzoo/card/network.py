@@ -44,10 +44,10 @@ def network_information(ctx: Context) -> str:
     rows.append(["Quantization", quant])
     if q.get("size_bytes") is not None:
         rows.append(["int8 model file", f"`{q.get('file', rundir.INT8_TFLITE)}`, {_int(q['size_bytes'])} bytes"])
-    if ctx.spec and ctx.spec["paper"]:
-        rows.append(["Paper", ctx.spec["paper"]])
+    if ctx.spec and ctx.spec.paper:
+        rows.append(["Paper", ctx.spec.paper])
     if ctx.spec:
-        rows.append(["Provenance", f"mcuzoo reimplementation of {ctx.spec['origin']}, trained from scratch"])
+        rows.append(["Provenance", f"mcuzoo reimplementation of {ctx.spec.origin}, trained from scratch"])
     return "## Network information\n\n" + _table(["Network Information", "Value"], rows)
 
 

@@ -10,8 +10,8 @@ augmentation as a tf.data map function; ``mcuzoo data info|preview`` lives in
 `mcuzoo.layouts`.
 """
 from .augment import augment_fn
-from .core import Dataset, Split, fit_images, resize_images, to_channels
+from .core import Dataset, Split, fit_images, preprocess, resize_images, to_channels
 from .loading import load_dataset, load_eval_split, load_run_dataset
 
-__all__ = ["Dataset", "Split", "augment_fn", "fit_images", "load_dataset", "load_eval_split", "load_run_dataset", "resize_images",
+__all__ = ["Dataset", "Split", "augment_fn", "fit_images", "preprocess", "load_dataset", "load_eval_split", "load_run_dataset", "resize_images",
            "to_channels"]

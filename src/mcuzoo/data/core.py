@@ -64,6 +64,16 @@ def cache_budget() -> int:
     return 2**30
 
 
+def preprocess(pixels, rescale: float, offset: float):
+    """The model's float input of uint8 pixels, ``pixel * rescale + offset`` (``preprocessing.rescale`` /
+    ``offset``): float32, a numpy array for a numpy array, else a TensorFlow tensor (e.g. in a tf.data map)."""
+    if isinstance(pixels, np.ndarray):
+        return pixels.astype(np.float32) * rescale + offset
+    import tensorflow as tf
+
+    return tf.cast(pixels, tf.float32) * rescale + offset
+
+
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     """uint8 (N,H,W,C) -> (N,H,W,channels): grayscale is repeated, RGB becomes luma."""
     c = images.shape[-1]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 
 NUM_CLASSES = 36
 DEFAULT_NAMES = [str(d) for d in range(10)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -282,7 +282,7 @@ def open_mat(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"EMNIST file not found: {path}") from None
     except Exception as e:
-        raise DataError(f"EMNIST file {path} is not a readable .mat file ({str(e).splitlines()[0][:120]})") from None
+        raise DataError(f"EMNIST file {path} is not a readable .mat file ({first_line(e, 120)})") from None
 
     def field(node, name, what):
         try:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 
 PIL_DECODE = 0
 _ORIENTATION_TAG = 0x0112
@@ -166,7 +166,7 @@ def inspect_file(path: str) -> FileInfo:
     except Image.DecompressionBombError as e:
         return FileInfo(error=f"is too large to decode ({e})")
     except Exception as e:  # whatever PIL raises on a broken file
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e, None)
         if "truncated" in msg:
             return FileInfo(error="is truncated")
         return FileInfo(error=f"is corrupt ({msg[:120]})")

@@ -25,12 +25,13 @@ Public API::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
 
 __all__ = [
     "ModelSpec",
+    "ModelCard",
     "LayerInfo",
     "register_model",
     "build_model",
@@ -61,7 +62,22 @@ class ModelSpec:
     default_offset: float
     builder: Callable
     default_dropout: float = 0.0
+    card: "ModelCard | None" = None
 
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model card says about an architecture: its title, a description (Markdown), the paper and where
+    the architecture comes from."""
+
+    title: str
+    description: str
+    paper: str | None
+    origin: str
+
+
+#: The STM32 model zoo, where the cards' architectures come from.
+STM32_ZOO = "https://github.com/STMicroelectronics/stm32ai-modelzoo"
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -74,6 +90,7 @@ def register_model(
     default_rescale: float,
     default_offset: float,
     default_dropout: float = 0.0,
+    card: ModelCard | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a builder function under ``name``."""
 
@@ -88,21 +105,31 @@ def register_model(
             default_offset=float(default_offset),
             builder=fn,
             default_dropout=float(default_dropout),
+            card=card,
         )
         return fn
 
     return decorator
 
 
+def _registry() -> dict[str, ModelSpec]:
+    """Every registered model: the builder modules (which import Keras) are imported on the first call, so that
+    importing :mod:`mcuzoo.models` (e.g. for :mod:`.runner` running a .tflite) does not import TensorFlow."""
+    from . import efficientnet_lc, squeezenet, st_mnist  # noqa: F401 - they register themselves
+
+    return _REGISTRY
+
+
 def list_models() -> list[ModelSpec]:
     """All registered models, sorted by name."""
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    registry = _registry()
+    return [registry[n] for n in sorted(registry)]
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """The spec of model ``name``; ConfigError naming the known models if unknown."""
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except (KeyError, TypeError):
         known = ", ".join(sorted(_REGISTRY))
         raise ConfigError(f"unknown model {name!r} (known: {known})") from None
@@ -152,8 +179,17 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
     return spec.builder(input_shape, num_classes, dropout=dropout)
 
 
-# The builder modules register themselves on import; they import register_model
-# and check_build_args from this module, so these imports stay at the bottom.
-from . import efficientnet_lc, squeezenet, st_mnist  # noqa: E402,F401
-from .macs import LayerInfo, model_summary, total_macs  # noqa: E402
+# The builder modules import register_model and check_build_args from this module (see _registry); the MAC
+# counter imports Keras, so it is imported when first used.
 from .loading import load_keras_model  # noqa: E402
+
+if TYPE_CHECKING:
+    from .macs import LayerInfo, model_summary, total_macs
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LayerInfo", "model_summary", "total_macs"):
+        from . import macs
+
+        return getattr(macs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ import math
 import keras
 from keras import layers
 
-from . import check_build_args, register_model
+from . import STM32_ZOO, ModelCard, check_build_args, register_model
 from .layers import ClipLogits
 
 WIDTH_COEFFICIENT = 0.45
@@ -133,6 +133,24 @@ def mbconv_block(x, filters_in, filters_out, kernel_size, strides, expand_ratio,
     default_rescale=1 / 255,
     default_offset=0.0,
     default_dropout=DEFAULT_DROPOUT,
+    card=ModelCard(
+        title="ST EfficientNet LC v1",
+        description=(
+            "EfficientNet was introduced in [this paper](https://arxiv.org/pdf/1905.11946.pdf): its authors scale "
+            "depth, width and resolution together with a compound coefficient and, starting from a topology found "
+            "by neural architecture search (B0), derive the variants B1 to B7. Its building blocks are the mobile "
+            "inverted bottleneck MBConv (Sandler et al., 2018; Tan et al., 2019) with squeeze-and-excitation "
+            "(Hu et al., 2018).\n\n"
+            "B0 is already too large for STM32 microcontrollers, so STMicroelectronics derived a low-complexity "
+            "(LC) variant aiming at about 500 kB of RAM and weights: 'swish' is replaced by 'relu6', the width "
+            "coefficient is 0.45 and the expansion factor 3, and the squeeze-and-excitation logits are clipped to "
+            "[-4, 4] before the sigmoid, which fixes the activation quantization problems of the original topology. "
+            "In mcuzoo the clip is a named, serialisable Keras layer (`mcuzoo>ClipLogits`) rather than a Lambda, so "
+            "saved models load with Keras' safe mode on."
+        ),
+        paper="https://arxiv.org/pdf/1905.11946.pdf",
+        origin=f"{STM32_ZOO}/tree/main/image_classification/efficientnet",
+    ),
 )
 def st_efficientnet_lc_v1(input_shape, num_classes, dropout=None) -> keras.Model:
     """Build ST EfficientNet LC v1 for ``input_shape`` (H, W, C) and ``num_classes``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..console import captured_output
-from ..errors import ModelFileError
+from ..errors import ModelFileError, first_line
 
 
 #: Largest uncompressed sizes accepted in a .keras archive (Keras reads its members whole into memory):
@@ -39,6 +39,8 @@ def load_keras_model(path: str | Path, compile: bool = False):
     """Load a .keras file with safe mode on (no code from files runs)."""
     import keras
 
+    from . import layers  # noqa: F401 - registers mcuzoo's custom layers, which safe mode loads by name
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
@@ -47,5 +49,4 @@ def load_keras_model(path: str | Path, compile: bool = False):
         with captured_output():
             return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises many kinds for a bad file
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"cannot load Keras model {path}: {first}") from None
+        raise ModelFileError(f"cannot load Keras model {path}: {first_line(e)}") from None

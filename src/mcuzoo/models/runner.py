@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import rundir
-from ..errors import McuzooError, ModelFileError
+from ..data.core import preprocess
+from ..errors import McuzooError, ModelFileError, first_line
 
 __all__ = ["open_model", "kernels_of", "runtime", "MAX_INPUT_ELEMENTS"]
 
@@ -67,11 +68,11 @@ def _keras_backend(path: Path, rescale: float, offset: float):
 
     def predict(x: np.ndarray) -> np.ndarray:
         try:
-            return np.asarray(model(x.astype(np.float32) * rescale + offset, training=False))
+            return np.asarray(model(preprocess(x, rescale, offset), training=False))
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - a model that loads but cannot run (TF and Keras error types)
-            raise ModelFileError(f"cannot run {path}: {_first_line(e)}") from None
+            raise ModelFileError(f"cannot run {path}: {first_line(e)}") from None
 
     return shape, predict
 
@@ -94,7 +95,7 @@ def _tflite_backend(path: Path, rescale: float, offset: float, runtime: str, wor
     def to_input(x: np.ndarray) -> np.ndarray:
         if inp["dtype"] == np.uint8:
             return x.astype(np.uint8)
-        f = x.astype(np.float32) * rescale + offset
+        f = preprocess(x, rescale, offset)
         if inp["dtype"] == np.int8:
             return np.clip(np.round(f / in_scale + in_zp), -128, 127).astype(np.int8)
         return f.astype(inp["dtype"])
@@ -122,7 +123,7 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception classes
-        raise ModelFileError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}") from None
+        raise ModelFileError(f"cannot load ONNX model {path}: {first_line(e)}") from None
     inp = sess.get_inputs()[0]
     dims = inp.shape[1:]
     if not all(isinstance(d, int) for d in dims):
@@ -140,10 +141,10 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
         try:
             return np.asarray(sess.run(None, {inp.name: feed})[0])
         except Exception as e:  # onnxruntime's own exception types
-            raise ModelFileError(f"cannot run ONNX model {path}: {str(e).splitlines()[0][:200]}") from None
+            raise ModelFileError(f"cannot run ONNX model {path}: {first_line(e)}") from None
 
     def predict(x: np.ndarray) -> np.ndarray:
-        feed = x.astype(np.uint8) if uint8_in else (x.astype(np.float32) * rescale + offset)
+        feed = x.astype(np.uint8) if uint8_in else preprocess(x, rescale, offset)
         if fixed_batch is None:
             return run_one(feed)
         # a model exported with a fixed batch (often 1): feed it chunks of that size, padding the last
@@ -158,10 +159,6 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
 
     return shape, predict
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 #: Largest model input accepted, in elements of one image (H * W * C): 16384 x 16384 x 1, far above any

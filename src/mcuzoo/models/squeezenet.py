@@ -18,7 +18,7 @@ import keras
 from keras import layers
 
 from ..errors import ConfigError
-from . import check_build_args, register_model
+from . import STM32_ZOO, ModelCard, check_build_args, register_model
 
 DEFAULT_DROPOUT = 0.5
 
@@ -69,6 +69,19 @@ def fire_module(x, squeeze, expand, name):
     default_rescale=1 / 255,
     default_offset=0.0,
     default_dropout=DEFAULT_DROPOUT,
+    card=ModelCard(
+        title="SqueezeNet v1.0",
+        description=(
+            "SqueezeNet is a convolutional neural network that reduces the number of parameters with design "
+            "strategies such as fire modules, which 'squeeze' the channels with 1x1 convolutions before expanding "
+            "them again with parallel 1x1 and 3x3 convolutions. SqueezeNet v1.0 reaches AlexNet-level accuracy "
+            "with 50x fewer parameters. This is the variant of the STM32 model zoo (128 x 128 input, batch "
+            "normalisation after the squeeze convolutions, no fire8), quantized to int8."
+        ),
+        paper="https://arxiv.org/pdf/1602.07360.pdf",
+        origin=(f"the STM32 model zoo variant ({STM32_ZOO}/tree/main/image_classification/squeezenetv1.0) of "
+                   "https://github.com/forresti/SqueezeNet"),
+    ),
 )
 def squeezenet_v1_0(input_shape, num_classes, dropout=None) -> keras.Model:
     """Build SqueezeNet v1.0 (ST variant) for ``input_shape`` (H, W, C) and ``num_classes``."""

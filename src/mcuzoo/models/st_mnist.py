@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import check_build_args, register_model
+from . import STM32_ZOO, ModelCard, check_build_args, register_model
 
 DEFAULT_DROPOUT = 0.5
 
@@ -43,6 +43,19 @@ def dwconv_bn_relu(x, strides, name):
     default_rescale=1 / 127.5,
     default_offset=-1.0,
     default_dropout=DEFAULT_DROPOUT,
+    card=ModelCard(
+        title="ST MNIST v1",
+        description=(
+            "ST MNIST v1 is a small convolutional network designed by STMicroelectronics for MNIST-type datasets "
+            "(digit recognition, alphabet recognition, Fashion-MNIST, ...). It is built from depthwise separable "
+            "convolutions: a strided 3x3 convolution (16 filters), a 3x3 depthwise convolution, a 3x3 convolution "
+            "(32 filters), a strided 3x3 depthwise convolution and a 1x1 convolution (64 filters), each followed by "
+            "batch normalisation and ReLU, then global average pooling, dropout and a softmax classifier. "
+            "It is meant for 28 x 28 grey-scale images, the standard MNIST resolution."
+        ),
+        paper=None,
+        origin=f"{STM32_ZOO}/tree/main/image_classification/st_mnist",
+    ),
 )
 def st_mnist_v1(input_shape, num_classes, dropout=None) -> keras.Model:
     """Build ST MNIST v1 for ``input_shape`` (H, W, C) and ``num_classes``."""

@@ -42,7 +42,8 @@ import numpy as np
 
 from .. import rundir
 from ..console import captured_output
-from ..errors import McuzooError, ModelFileError
+from ..data.core import preprocess
+from ..errors import McuzooError, ModelFileError, first_line
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_TYPES = ("int8", "uint8")
@@ -132,7 +133,7 @@ class Calibration:
                 b = cal.batch_size
                 x = cal.images[self.i * b:(self.i + 1) * b]
                 self.i += 1
-                feed = x if input_dtype == "uint8" else x.astype(np.float32) * cal.rescale + cal.offset
+                feed = x if input_dtype == "uint8" else preprocess(x, cal.rescale, cal.offset)
                 return {input_name: feed}
 
             def rewind(self):
@@ -156,10 +157,6 @@ def as_calibration(calibration, rescale: float | None = None, offset: float | No
 # ONNX files
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:240] if text else type(e).__name__
-
 
 def load_onnx(path: str | Path):
     """Load and check an ONNX file; a missing, truncated or malformed file is a one-line ModelFileError."""
@@ -171,13 +168,13 @@ def load_onnx(path: str | Path):
     try:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf DecodeError and friends
-        raise ModelFileError(f"{path} is not a valid ONNX model: {_first_line(e)}") from None
+        raise ModelFileError(f"{path} is not a valid ONNX model: {first_line(e, 240)}") from None
     if not model.graph.node or not model.graph.input or not model.graph.output:
         raise ModelFileError(f"{path} is not a valid ONNX model: empty graph")
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise ModelFileError(f"{path} is not a valid ONNX model: {_first_line(e)}") from None
+        raise ModelFileError(f"{path} is not a valid ONNX model: {first_line(e, 240)}") from None
     return model
 
 
@@ -208,7 +205,7 @@ def _convert_opset(model, opset: int):
         out = version_converter.convert_version(model, opset)
         onnx.checker.check_model(out)
     except Exception as e:  # the converter raises plain RuntimeErrors / ValidationErrors
-        raise McuzooError(f"cannot convert the ONNX model to opset {opset}: {_first_line(e)}") from None
+        raise McuzooError(f"cannot convert the ONNX model to opset {opset}: {first_line(e, 240)}") from None
     return out
 
 
@@ -240,14 +237,14 @@ def export_float_onnx(model_or_path, out_path: str | Path, opset: int = MIN_OPSE
                 model(np.zeros((1, *shape), np.float32), training=False)  # Keras exports only a called model
                 model.export(str(raw), format="onnx", verbose=False, opset_version=min(opset, TF2ONNX_MAX_OPSET))
             except ImportError as e:
-                error = McuzooError(f"ONNX export needs the tf2onnx package ({_first_line(e)})")
+                error = McuzooError(f"ONNX export needs the tf2onnx package ({first_line(e, 240)})")
             except Exception as e:  # tf2onnx raises many kinds on an unsupported op
                 error = e
         if error is not None or not raw.is_file():
             if isinstance(error, McuzooError):
                 raise error
             detail = next((ln for ln in reversed(log) if "unsupported" in ln.lower() or "error" in ln.lower()), "")
-            detail = detail.strip() or (_first_line(error) if error else "no file written")
+            detail = detail.strip() or (first_line(error, 240) if error else "no file written")
             raise McuzooError(f"ONNX export failed (unsupported layer or op?): {detail[:300]}")
         proto = onnx.load(str(raw))
         # tf2onnx keeps a TensorFlow op it cannot convert as is (and only logs it)
@@ -464,7 +461,7 @@ def quantize_prepared(
         except Exception as e:  # ORT raises ValueError, RuntimeError, onnx errors...
             error = e
         if error is not None:
-            raise McuzooError(f"ONNX quantization failed: {_first_line(error)}")
+            raise McuzooError(f"ONNX quantization failed: {first_line(error, 240)}")
     return out_path
 
 

@@ -55,6 +55,7 @@ import numpy as np
 
 from .. import rundir
 from ..console import console, step_bar
+from ..data.core import preprocess
 from ..errors import McuzooError
 
 QAT_MODEL = "float_model_qat.keras"
@@ -295,7 +296,7 @@ def _set_ranges(taps, fqs, images: np.ndarray, rescale: float, offset: float, ba
     lo = np.zeros(len(fqs))
     hi = np.zeros(len(fqs))
     for i in range(0, len(images), batch):
-        x = images[i:i + batch].astype(np.float32) * rescale + offset
+        x = preprocess(images[i:i + batch], rescale, offset)
         outs = taps(x, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for j, o in enumerate(outs):
@@ -409,7 +410,7 @@ def finetune_qat(
             losses = []
             bar = step_bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
             for step, (x, _) in enumerate(ds):
-                x = tf.cast(x, tf.float32) * rescale + offset
+                x = preprocess(x, rescale, offset)
                 losses.append(float(qmodel.train_on_batch(x, teacher(x, training=False))))
                 if bar is not None:
                     bar[0].update(bar[1], completed=step + 1, info=f"KL {np.mean(losses):.5f}")

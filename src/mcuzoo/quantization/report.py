@@ -42,7 +42,9 @@ import numpy as np
 
 from .. import rundir
 from ..console import captured_output
-from ..errors import McuzooError, ModelFileError
+from ..data.core import preprocess
+from ..errors import McuzooError, ModelFileError, first_line
+from ..runtime import check_tflite_identifier
 
 REPORT_JSON = "quant_report.json"
 REPORT_PNG = "quant_report.png"
@@ -168,8 +170,7 @@ def _tflite_interpreter(path: Path, n: int, shape):
     data = path.read_bytes() if path.is_file() else b""
     if not path.is_file():
         raise ModelFileError(f"int8 model not found: {path}")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
+    check_tflite_identifier(data, path)
     try:
         with captured_output():
             interp = Interpreter(
@@ -182,7 +183,7 @@ def _tflite_interpreter(path: Path, n: int, shape):
             interp.resize_tensor_input(inp["index"], (n, *shape))
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ModelFileError(f"cannot load {path}: {str(e).splitlines()[0][:200]}") from None
+        raise ModelFileError(f"cannot load {path}: {first_line(e)}") from None
     return interp
 
 
@@ -280,7 +281,7 @@ def quant_report(
                           "is it the int8 conversion of this model?")
 
     # run both
-    x_float = images.astype(np.float32) * rescale + offset
+    x_float = preprocess(images, rescale, offset)
     matched_layers = [by_name[n] for n in sorted(match, key=lambda n: by_name[n][0])]
     probe = keras.Model(model.inputs, [layer.output for _, layer, _ in matched_layers])
     with captured_output():
@@ -397,8 +398,7 @@ def tflite_weights_flash(path: str | Path) -> dict:
 
     path = Path(path)
     data = path.read_bytes() if path.is_file() else b""
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{path} is not a TensorFlow Lite flatbuffer")
+    check_tflite_identifier(data, path)
     with captured_output():
         interp = Interpreter(model_content=data)
     written = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}

@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import rundir
 from ..console import captured_output
-from ..errors import McuzooError
+from ..data.core import preprocess
+from ..errors import McuzooError, first_line
 
 
 @dataclass
@@ -42,7 +43,7 @@ def calibration_batches(images: np.ndarray, rescale: float, offset: float):
 
     def gen():
         for img in images:
-            yield [(img[None].astype(np.float32) * rescale + offset)]
+            yield [preprocess(img[None], rescale, offset)]
 
     return gen
 
@@ -77,7 +78,7 @@ def quantize_tflite(
         except Exception as e:  # converter errors are long C++ dumps
             error = e
     if error is not None:
-        detail = next((ln for ln in reversed(log) if "error" in ln.lower()), str(error).splitlines()[0])
+        detail = next((ln for ln in reversed(log) if "error" in ln.lower()), first_line(error, None))
         raise McuzooError(f"int8 conversion failed: {detail.strip()[:300]}")
     out_path = rundir.write_bytes(out_path, flat)
 

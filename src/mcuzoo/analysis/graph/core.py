@@ -180,8 +180,3 @@ def _in_channels(graph: Graph, t: Tensor) -> int:
     if graph.format == "onnx" and len(t.shape) >= 3:
         return int(t.shape[1])
     return int(t.shape[-1])
-
-
-def _describe(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...errors import ModelFileError
-from .core import Graph, Op, Tensor, _describe, _finish, _nbytes
+from ...errors import ModelFileError, first_line
+from .core import Graph, Op, Tensor, _finish, _nbytes
 
 ONNX_KINDS = {
     "Conv": "conv",
@@ -74,7 +74,7 @@ def load_onnx(path: Path) -> Graph:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
-        raise ModelFileError(f"{path} is malformed or truncated: not a valid ONNX model ({_describe(e)})") from None
+        raise ModelFileError(f"{path} is malformed or truncated: not a valid ONNX model ({first_line(e)})") from None
     g = model.graph
     if not g.node:
         raise ModelFileError(f"{path} is not a usable ONNX model: its graph has no nodes")
@@ -102,7 +102,7 @@ def load_onnx(path: Path) -> Graph:
     try:
         inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # noqa: BLE001
-        raise ModelFileError(f"{path}: ONNX shape inference failed ({_describe(e)})") from None
+        raise ModelFileError(f"{path}: ONNX shape inference failed ({first_line(e)})") from None
     g = inferred.graph
 
     infos: dict[str, tuple[tuple[int, ...] | None, str]] = {}

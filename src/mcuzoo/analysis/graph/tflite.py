@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...errors import ModelFileError
-from ...runtime import check_tflite_tensors, probe_tflite
-from .core import Graph, Op, Tensor, _describe, _finish, _nbytes
+from ...errors import ModelFileError, first_line
+from ...runtime import check_tflite_identifier, check_tflite_tensors, probe_tflite
+from .core import Graph, Op, Tensor, _finish, _nbytes
 
 TFLITE_KINDS = {
     "CONV_2D": "conv",
@@ -54,8 +54,7 @@ def load_tflite(path: Path) -> Graph:
     import numpy as np
 
     data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelFileError(f"{path} is not a TensorFlow Lite model (no 'TFL3' identifier)")
+    check_tflite_identifier(data, path)
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # pragma: no cover - declared dependency
@@ -77,7 +76,7 @@ def load_tflite(path: Path) -> Graph:
         except Exception as e:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError for bad models
             err = e
     if err is not None:
-        detail = _describe(err)
+        detail = first_line(err)
         custom = next((ln for ln in log if "custom op" in ln.lower() or "unsupported" in ln.lower()), None)
         if custom or "op" in detail.lower() and ("resolve" in detail.lower() or "custom" in detail.lower()):
             raise ModelFileError(f"{path}: unsupported operator ({(custom or detail).strip()[:200]})")
