@@ -384,9 +384,11 @@ def test_board_lookup_and_fit():
         boards.find_board("esp32")
     f769 = boards.find_board("STM32F769")
     feats = dict.fromkeys(boards.FEATURES, 0.0)
-    ok = boards.board_fit(f769, 400 * 1024, 600 * 1024, feats)
-    assert ok["fits"] and ok["ram_headroom_bytes"] == 512 * 1024 - 400 * 1024 - boards.RUNTIME_RAM_BYTES
-    too_big = boards.board_fit(f769, 500 * 1024, 600 * 1024, feats)
+    ok = boards.board_fit(f769, 400 * 1024, 600 * 1024, feats)  # runtime tflm: the whole arena in one region
+    assert ok["fits"] and ok["ram_headroom_bytes"] == 512 * 1024 - 400 * 1024 and ok["runtime_ram_bytes"] == 0
+    cards = boards.board_fit(f769, 500 * 1024, 600 * 1024, feats, runtime="cards")  # + the runtime's RAM apart
+    assert not cards["fits"] and cards["ram_headroom_bytes"] == 12 * 1024 and "runtime" in cards["note"]
+    too_big = boards.board_fit(f769, 513 * 1024, 600 * 1024, feats)
     assert not too_big["fits"] and too_big["ram_headroom_bytes"] < 0
     mp1 = boards.board_fit(boards.find_board("mp1"), 10 * 1024 * 1024, 100 * 1024 * 1024, feats)
     assert mp1["fits"] and mp1["flash_headroom_bytes"] is None

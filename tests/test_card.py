@@ -216,14 +216,17 @@ FAKE_ANALYSIS = {
     "params": 9732, "macs": 1076384, "weights_bytes": 10328, "quant_params_bytes": 1648,
     "activation_bytes": 12345, "activation_lower_bound_bytes": 11111, "activation_baseline_bytes": 13579,
     "input_bytes": 784, "output_bytes": 144, "io_in_arena": True, "planner": "size/first-fit", "layers": [],
+    "tflm_arena_bytes": 20000, "runtime": "tflm", "tflm_arena": {"planned_bytes": 13579, "persistent_bytes": 6421},
     "boards": {
-        "STM32H747": {"series": "STM32H7", "core": "cortex-m7", "mhz": 400, "fits": True,
+        "STM32H747": {"series": "STM32H7", "core": "cortex-m7", "mhz": 400, "fits": True, "runtime": "tflm",
+                      "ram_region": "AXI SRAM", "ram_region_bytes": 524288,
                       "ram_headroom_bytes": 1022784, "flash_headroom_bytes": 1982776,
                       "latency_ms_estimate": 3.535, "latency_calibrated": True},
-        "STM32L0X": {"series": "STM32L0", "core": "cortex-m0+", "mhz": 32, "fits": False,
+        "STM32L0X": {"series": "STM32L0", "core": "cortex-m0+", "mhz": 32, "fits": False, "runtime": "tflm",
+                     "note": "the arena is larger than its largest block",
                      "ram_headroom_bytes": -7000, "flash_headroom_bytes": -2048,
                      "latency_ms_estimate": 123.4, "latency_calibrated": False},
-        "STM32MP157": {"series": "STM32MP1", "core": "cortex-a7", "mhz": 800, "fits": True,
+        "STM32MP157": {"series": "STM32MP1", "core": "cortex-a7", "mhz": 800, "fits": True, "runtime": "tflm",
                        "ram_headroom_bytes": 536845120, "flash_headroom_bytes": None,
                        "latency_ms_estimate": 0.709, "latency_calibrated": True},
     },
@@ -240,12 +243,16 @@ def test_fake_analysis_fills_footprint_platforms_and_latency(run_copy):
     mem = section(text, "memory footprint")
     row = next(c for c in table_rows(mem) if c[1] == "Int8")
     assert row[3] == "12.06 KiB" and row[4] == "10.09 KiB"  # 12345 and 10328 bytes
-    assert row[5] == "13.26 KiB" and row[6] == "10.85 KiB"
+    assert row[5] == "19.53 KiB" and row[6] == "13.26 KiB" and row[7] == "10.85 KiB"  # TFLM arena, greedy, bound
+    assert "TFLM tensor arena" in mem and "Activation RAM (cards' convention)" in mem
+    assert "13.26 KiB of planned tensors + 6.27 KiB persistent" in mem and "The board fits below use it" in mem
     assert "counted in the activation RAM" in mem and "not STM32Cube.AI" in text
     plat = section(text, "## Recommended platforms")
     rows = {c[1]: c for c in table_rows(plat)}
-    assert rows["STM32H747"][3] == "[x]" and rows["STM32MP157"][3] == "[x]" and rows["STM32L0X"][3] == "[]"
-    assert rows["STM32H747"][4] == "998.81 KiB" and rows["STM32L0X"][4] == "-6.84 KiB"
+    assert rows["STM32H747"][3] == "[x]" and rows["STM32MP157"][3] == "[x]"
+    assert rows["STM32H747"][4] == "998.81 KiB in AXI SRAM" and rows["STM32L0X"][4] == "-6.84 KiB"
+    assert rows["STM32L0X"][3] == "[] *" and "STM32L0X: the arena is larger than its largest block" in plat
+    assert "whole tensor arena" in plat and "one RAM region" in plat
     assert rows["STM32MP157"][5] == "no flash limit" and rows["STM32MP157"][4] == "511.98 MiB"
     assert "Fits on: STM32H747, STM32MP157." in plat
     lat = section(text, "inference time")

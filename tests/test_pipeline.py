@@ -148,6 +148,10 @@ def test_analysis_json_of_the_run(tiny_run):
     assert a["activation_bytes"] >= a["activation_lower_bound_bytes"]
     assert a["io_in_arena"] is True
     assert "STM32H747" in " ".join(a["fits_on"])
+    from mcuzoo.analysis.tflm import tflm_arena_bytes
+
+    assert a["runtime"] == "tflm" and a["tflm_arena_bytes"] == tflm_arena_bytes(tiny_run / rundir.INT8_TFLITE)
+    assert a["boards"]["STM32H747"]["ram_needed_bytes"] == a["tflm_arena_bytes"]
 
 
 def test_zoo_add_and_index(tiny_run, tmp_path):

@@ -199,6 +199,16 @@ class EvaluationConfig(_Section):
                          "at most 8)")
 
 
+class AnalysisConfig(_Section):
+    runtime: Literal["tflm", "cards"] = Field("tflm",
+        description="what the board fits count: tflm (TensorFlow Lite Micro's whole tensor arena, "
+                    "tflm_arena_bytes, in one RAM region) or cards (the cards' convention: activations with "
+                    "input and output in one region, the runtime's RAM apart)")
+    board_file: Optional[str] = Field(None,
+        description="a YAML file describing your own board (core, mhz, flash, ram regions): it joins the board "
+                    "fits and is the analysis target")
+
+
 class _Augmentation(_Section):
     rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a training image gets it (0: off)")
 
@@ -344,6 +354,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
 
     @field_validator("stages")

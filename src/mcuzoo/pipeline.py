@@ -183,11 +183,16 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             target = int8_path if int8_path.is_file() else float_path
             if not target.is_file():
                 raise McuzooError(f"analyze stage needs {int8_path} or {float_path}")
-            aj = analyze(target, plot=run_dir / "memory_timeline.png").to_json()
+            from .analysis.boards import load_board_file
+
+            board = load_board_file(cfg.analysis.board_file) if cfg.analysis.board_file else None
+            aj = analyze(target, board, plot=run_dir / "memory_timeline.png", runtime=cfg.analysis.runtime).to_json()
             rundir.write_json(run_dir / rundir.ANALYSIS, aj)
             console.print(
                 f"analysis of {target.name}: weights flash {aj['weights_bytes'] / 1024:.2f} KiB, activation RAM "
-                f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena), {aj['macs']:,} MACs; "
+                f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena)"
+                + (f", TFLM arena {aj['tflm_arena_bytes'] / 1024:.2f} KiB" if aj.get("tflm_arena_bytes") else "")
+                + f", {aj['macs']:,} MACs; "
                 f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
             )
         metrics["seconds_total"] = round(time.time() - t_start, 1)

@@ -5,13 +5,21 @@
 and flash, plans the activation arena (:mod:`.planner`: TFLM's greedy planner
 as the baseline, ours, and the lower bound), checks every known board
 (:mod:`.boards`: RAM/flash headroom and a latency estimate fitted on the model
-cards), measures the host latency (LiteRT / ONNX Runtime) and optionally draws
+cards), computes the tensor arena TensorFlow Lite Micro needs for a .tflite
+(:mod:`.tflm`), measures the host latency (LiteRT / ONNX Runtime) and optionally draws
 the memory timeline (:mod:`.report`).
 
 The activation arena holds the model's input and output buffers too, as the
 cards' figures do ("input/output allocated").
 
-CLI: ``mcuzoo analyze MODEL [--target BOARD] [--json] [--plot PNG]``, added to
+**Runtimes.** ``runtime="tflm"`` (the default) fits the boards with
+``tflm_arena_bytes``, the whole arena a TFLM build needs; ``runtime="cards"``
+with the cards' convention (activations with input and output, plus the
+runtime's RAM apart). A model that is not a .tflite has no TFLM figure: its fit
+uses the cards' convention and says so (``runtime_note``).
+
+CLI: ``mcuzoo analyze MODEL [--target BOARD] [--runtime tflm|cards] [--board-file YAML |
+--ram REGIONS --flash SIZE --core CORE --mhz MHZ] [--json] [--plot PNG]``, added to
 a parser by :func:`register_cli`.
 """
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 from ..errors import McuzooError
 from . import boards as _boards
 from . import planner as _planner
+from . import tflm as _tflm
 from .graph import Graph, load_graph
 
 __all__ = ["Analysis", "analyze", "analyze_graph", "register_cli", "measure_host_latency", "load_graph"]
@@ -65,6 +74,10 @@ class Analysis:
     memory_plan: list[dict] = field(default_factory=list)
     plot_path: str | None = None
     io_in_arena: bool = True
+    runtime: str = "tflm"  # what the board fits count: tflm (tflm_arena_bytes) or cards (activation_bytes)
+    runtime_note: str | None = None
+    tflm_arena_bytes: int | None = None  # the arena TFLM needs (.tflite only)
+    tflm_arena: dict | None = None  # its breakdown (analysis.tflm.TflmArena)
     plan: object = field(default=None, repr=False)  # the planner.Plan (not in JSON)
 
     def to_json(self) -> dict:
@@ -79,20 +92,36 @@ class Analysis:
             "flash_bytes": "weights_bytes + quant_params_bytes (used for the board fits, plus the code estimate)",
             "activation_baseline_bytes": "TFLM GreedyMemoryPlanner on the model's own execution order",
             "activation_lower_bound_bytes": "max over operators of the live bytes, for the chosen order",
-            "scratch": "kernel scratch buffers (im2col) are not included",
+            "scratch": "kernel scratch buffers (im2col) are not included in activation_bytes",
+            "activation_bytes": "the cards' convention: mcuzoo's planned activation arena, input and output inside",
+            "tflm_arena_bytes": "the arena_size TensorFlow Lite Micro needs (planned tensors, persistent buffers, "
+                                "kernel requests; the tflite-micro Python build, 64-bit), 16-byte multiple",
+            "runtime": "which figure the board fits use: tflm -> tflm_arena_bytes in one RAM region; "
+                       "cards -> activation_bytes in one RAM region plus the runtime's RAM elsewhere",
         }
         return d
 
 
-def analyze(model_path, target: str | None = None, plot: str | Path | None = None, *, measure_host: bool = True,
-            search_order: bool = True, host_runs: int = 20) -> Analysis:
-    """Analyze a .tflite/.onnx/.keras file; see the module docstring. User errors raise McuzooError."""
-    board = _boards.find_board(target) if target else None  # an unknown board fails before any work
+def analyze(model_path, target: "str | _boards.Board | None" = None, plot: str | Path | None = None, *,
+            runtime: str = "tflm", measure_host: bool = True, search_order: bool = True,
+            host_runs: int = 20) -> Analysis:
+    """Analyze a .tflite/.onnx/.keras file; see the module docstring. User errors raise McuzooError.
+
+    ``target``: a board name (:func:`~.boards.find_board`) or a :class:`~.boards.Board`
+    (e.g. from :func:`~.boards.load_board_file`); a custom board joins the board table.
+    """
+    if runtime not in _boards.RUNTIMES:
+        raise McuzooError(f"unknown runtime '{runtime}' (one of {', '.join(_boards.RUNTIMES)})")
+    if isinstance(target, _boards.Board):
+        board = target
+    else:
+        board = _boards.find_board(target) if target else None  # an unknown board fails before any work
     if plot is not None and Path(plot).suffix.lower() != ".png":
         raise McuzooError(f"--plot wants a .png file name, got {plot}")
     t0 = time.perf_counter()
     graph = load_graph(model_path)
-    result = analyze_graph(graph, board=board, search_order=search_order)
+    tflm_arena = _tflm.tflm_arena(model_path) if graph.format == "tflite" else None
+    result = analyze_graph(graph, board=board, search_order=search_order, runtime=runtime, tflm_arena=tflm_arena)
     result.analysis_time_s = round(time.perf_counter() - t0, 3)
     if measure_host:
         result.host_latency_ms, result.host_runtime = measure_host_latency(model_path, graph.format, runs=host_runs)
@@ -109,8 +138,13 @@ def analyze(model_path, target: str | None = None, plot: str | Path | None = Non
     return result
 
 
-def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order: bool = True) -> Analysis:
-    """The analysis of an already loaded :class:`Graph` (no host measurement, no plot)."""
+def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order: bool = True, *,
+                  runtime: str = "tflm", tflm_arena: "_tflm.TflmArena | None" = None) -> Analysis:
+    """The analysis of an already loaded :class:`Graph` (no host measurement, no plot).
+
+    ``tflm_arena``: TFLM's arena for the graph's .tflite (:func:`.tflm.tflm_arena`); without
+    it a ``runtime="tflm"`` fit falls back to the cards' convention and says so.
+    """
     t0 = time.perf_counter()
     n = len(graph.ops)
     base_order = list(range(n))
@@ -157,7 +191,16 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
 
     features = _boards.latency_features(graph)
     flash = graph.weights_bytes + graph.quant_params_bytes
-    fits = {b.name: _boards.board_fit(b, best.arena, flash, features) for b in _boards.BOARDS}
+    note = None
+    if runtime == "tflm" and tflm_arena is None:
+        note = (f"TFLM runs .tflite models only: the fits of this .{graph.format} model use the cards' convention "
+                "(activation arena, runtime RAM apart)")
+        runtime = "cards"
+    fit_arena = tflm_arena.arena_bytes if runtime == "tflm" and tflm_arena is not None else best.arena
+    board_list = list(_boards.BOARDS)
+    if board is not None and board not in board_list:
+        board_list.append(board)
+    fits = {b.name: _boards.board_fit(b, fit_arena, flash, features, runtime=runtime) for b in board_list}
     plan_rows = [
         {"buffer": b.name, "tensors": list(b.tensors), "size": b.size, "offset": o, "first_op": best.order[b.first] if b.first < len(best.order) else b.first,
          "first": b.first, "last": b.last}
@@ -190,6 +233,10 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
         host_runs=0,
         analysis_time_s=round(time.perf_counter() - t0, 3),
         memory_plan=plan_rows,
+        runtime=runtime,
+        runtime_note=note,
+        tflm_arena_bytes=None if tflm_arena is None else int(tflm_arena.arena_bytes),
+        tflm_arena=None if tflm_arena is None else tflm_arena.to_json(),
         plan=best,
     )
 
@@ -272,22 +319,56 @@ def measure_host_latency(model_path, fmt: str, runs: int = 20, warmup: int = 3) 
 
 # -- CLI ---------------------------------------------------------------------------------------
 def register_cli(subparsers) -> None:
-    """Add ``analyze MODEL [--target BOARD] [--json] [--plot PNG]`` to an argparse subparsers object."""
+    """Add ``analyze MODEL [--target BOARD] [--runtime R] [--board-file YAML | --ram ...] [--json] [--plot PNG]``."""
     p = subparsers.add_parser(
         "analyze",
-        help="parameters, MACs, flash, activation RAM (planned arena) and board fits of a .tflite, .onnx or .keras model",
+        help="parameters, MACs, flash, activation RAM (planned arena), TFLM's tensor arena and board fits of a "
+             ".tflite, .onnx or .keras model",
     )
     p.add_argument("model", help="model file (.tflite, .onnx, .keras)")
     p.add_argument("--target", metavar="BOARD", default=None,
-                   help="board or series to check, e.g. STM32H747, STM32F769, STM32U5 (default: report every board)")
+                   help="board or series to check, e.g. STM32H747, STM32F769, STM32U5 (default: report every board); "
+                        "with --ram: the name of your board")
+    p.add_argument("--runtime", metavar="RUNTIME", default="tflm",
+                   help="what the board fits count: tflm (default: TensorFlow Lite Micro's whole tensor arena, "
+                        "tflm_arena_bytes) or cards (the cards' convention: activations with input and output, "
+                        "plus the runtime's RAM apart)")
+    p.add_argument("--board-file", metavar="YAML", default=None,
+                   help="your own board: a YAML file with core, mhz, flash and ram (regions), see README")
+    p.add_argument("--ram", metavar="REGIONS", default=None,
+                   help="your own board's RAM regions, e.g. SRAM1=192KiB,SRAM2=64KiB (with --core and --mhz)")
+    p.add_argument("--flash", metavar="SIZE", default=None, help="your own board's flash, e.g. 1MiB (default: no limit)")
+    p.add_argument("--core", metavar="CORE", default=None,
+                   help="your own board's core: cortex-m7, cortex-m33, cortex-m4, cortex-a7 or cortex-a35")
+    p.add_argument("--mhz", metavar="MHZ", default=None, help="your own board's core clock in MHz")
     p.add_argument("--json", action="store_true", help="print the analysis as JSON on stdout")
     p.add_argument("--plot", metavar="PNG", default=None, help="write the activation memory timeline to this PNG")
     p.add_argument("--no-host-latency", dest="host", action="store_false", help="do not time the model on this machine")
     p.set_defaults(fn=cmd_analyze)
 
 
+def board_from_args(args) -> "str | _boards.Board | None":
+    """The target of ``mcuzoo analyze``: a board name, a board file, or a board from --ram/--flash/--core/--mhz."""
+    inline = {k: getattr(args, k, None) for k in ("ram", "flash", "core", "mhz")}
+    board_file = getattr(args, "board_file", None)
+    if board_file is not None:
+        given = [f"--{k}" for k, v in inline.items() if v is not None] + (["--target"] if args.target else [])
+        if given:
+            raise McuzooError(f"--board-file describes the board: drop {', '.join(given)}")
+        return _boards.load_board_file(board_file)
+    if any(v is not None for v in inline.values()):
+        missing = [f"--{k}" for k in ("ram", "core", "mhz") if inline[k] is None]
+        if missing:
+            raise McuzooError(f"a board described on the command line needs --ram, --core and --mhz (missing: "
+                              f"{', '.join(missing)}; --flash is optional)")
+        return _boards.custom_board(args.target, ram=inline["ram"], flash=inline["flash"], core=inline["core"],
+                                    mhz=inline["mhz"], series="custom")
+    return args.target
+
+
 def cmd_analyze(args) -> int:
-    result = analyze(args.model, target=args.target, plot=args.plot, measure_host=getattr(args, "host", True))
+    result = analyze(args.model, target=board_from_args(args), plot=args.plot, runtime=args.runtime,
+                     measure_host=getattr(args, "host", True))
     if args.json:
         from ..rundir import json_text
 

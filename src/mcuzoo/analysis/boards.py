@@ -1,16 +1,37 @@
 """STM32 boards and series: memory, and a latency model fitted on the model cards.
 
 **Boards.** :data:`BOARDS` lists the boards of the cards and one board per
-series the cards recommend, with RAM and flash. A model *fits* when
+series the cards recommend: core, clock, flash and RAM as its *regions* (the
+separate blocks of the memory map; adjacent blocks that form one contiguous
+range are one region). A tensor arena is one contiguous block, so it must fit
+in one region: on the STM32H747 the largest is the 512 KiB AXI SRAM, not the
+1 MiB in total. A model *fits* (:func:`board_fit`) when
 
-- RAM: activation arena (input/output buffers included) + :data:`RUNTIME_RAM_BYTES`
-  (the runtime's own state: the cards list 4.5 to 20 KiB) <= the board's RAM;
+- RAM, ``runtime="tflm"`` (the default): TensorFlow Lite Micro's whole tensor
+  arena (:func:`mcuzoo.analysis.tflm.tflm_arena_bytes`: planned tensors, its
+  persistent buffers and the kernels' requests) fits in one region; the headroom
+  is that region's;
+- RAM, ``runtime="cards"``: the cards' convention -- the activation arena
+  (input/output buffers included) fits in one region, and the runtime's own
+  state (:data:`RUNTIME_RAM_BYTES`: the cards list 4.5 to 20 KiB) in what is
+  left of the board's RAM;
 - flash: weights + quantization parameters + :data:`CODE_FLASH_BYTES` (the
   inference code: the cards list 47 to 101 KiB) <= the board's flash.
 
 MPUs (STM32MP1/MP2) run Linux from DDR and an SD card: flash is not a limit.
-The H7 parts have 1 MB of RAM in several blocks; the largest (AXI SRAM) is 512
-KB, so a larger arena must be split over memory pools (the fit result warns).
+
+**Your own board.** :func:`load_board_file` reads a small YAML file::
+
+    name: MyBoard            # optional (default: the file's name)
+    core: cortex-m4          # a latency family: cortex-m7, cortex-m33, cortex-m4, cortex-a7, cortex-a35
+    mhz: 80
+    flash: 1 MiB             # bytes, or a size with B, KiB, MiB, GiB (K, M, G, KB, MB, GB too); null: no limit
+    ram:                     # the RAM regions: name and size
+      SRAM1: 192 KiB
+      SRAM2: 64 KiB
+
+and :func:`custom_board` builds the same from values (the CLI's ``--ram
+SRAM1=192KiB,SRAM2=64KiB --flash 1MiB --core cortex-m4 --mhz 80``).
 
 **Latency.** Cycles of one inference are a sum over layers::
 
@@ -45,9 +66,15 @@ from ..errors import McuzooError
 
 __all__ = [
     "Board",
+    "RamRegion",
     "BOARDS",
+    "RUNTIMES",
     "find_board",
     "board_fit",
+    "custom_board",
+    "load_board_file",
+    "parse_size",
+    "parse_regions",
     "latency_features",
     "estimate_cycles",
     "estimate_ms",
@@ -72,27 +99,72 @@ MARK_BEGIN = "# " + "BEGIN FITTED"
 MARK_END = "# " + "END FITTED"
 
 
+#: What the RAM fit counts (see the module docstring).
+RUNTIMES = ("tflm", "cards")
+
+HOW_TO_ADD_A_BOARD = ("describe your board in a YAML file and pass --board-file BOARD.yaml (keys: name, core, mhz, "
+                      "flash, ram: {REGION: SIZE, ...}), or give --ram REGION=SIZE,... --flash SIZE --core CORE --mhz MHZ")
+
+
+@dataclass(frozen=True)
+class RamRegion:
+    """One contiguous block of RAM."""
+
+    name: str
+    bytes: int
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
     series: str
     core: str  # latency family: cortex-m7, cortex-m33, cortex-m4, cortex-a7, cortex-a35
     mhz: int
-    ram_bytes: int
+    ram: tuple[RamRegion, ...]  # the regions, largest first is not required
     flash_bytes: int | None  # None: no flash limit (MPU booting from SD card / eMMC)
-    largest_ram_block_bytes: int | None = None
     kit: str = ""
     aliases: tuple[str, ...] = ()
+    custom: bool = False  # described by the user (--board-file / --ram ...)
+
+    @property
+    def ram_bytes(self) -> int:
+        return sum(r.bytes for r in self.ram)
+
+    @property
+    def largest_region(self) -> RamRegion:
+        return max(self.ram, key=lambda r: r.bytes)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "series": self.series, "core": self.core, "mhz": self.mhz,
+                "flash_bytes": self.flash_bytes, "ram": {r.name: r.bytes for r in self.ram}, "custom": self.custom}
 
 
+def _r(*regions: tuple[str, int]) -> tuple[RamRegion, ...]:
+    return tuple(RamRegion(n, b) for n, b in regions)
+
+
+# RAM regions from the reference manuals' memory maps (ITCM and backup SRAM left out: code and
+# battery-backed data). Blocks at adjacent addresses form one region.
 BOARDS: list[Board] = [
-    Board("STM32H747", "STM32H7", "cortex-m7", 400, 1 * MiB, 2 * MiB, 512 * KiB, "STM32H747I-DISCO", ("h747", "stm32h747i-disco")),
-    Board("STM32F769", "STM32F7", "cortex-m7", 216, 512 * KiB, 2 * MiB, 512 * KiB, "STM32F769I-DISCO", ("f769", "stm32f769i-disco", "stm32f7")),
-    Board("STM32H743", "STM32H7", "cortex-m7", 480, 1 * MiB, 2 * MiB, 512 * KiB, "NUCLEO-H743ZI2 (generic STM32H7)", ("h743", "stm32h7", "h7")),
-    Board("STM32U585", "STM32U5", "cortex-m33", 160, 786 * KiB, 2 * MiB, 768 * KiB, "B-U585I-IOT02A", ("u585", "stm32u5", "u5")),
-    Board("STM32L4R9", "STM32L4", "cortex-m4", 120, 640 * KiB, 2 * MiB, 640 * KiB, "32L4R9IDISCOVERY", ("l4r9", "stm32l4", "l4")),
-    Board("STM32MP157", "STM32MP1", "cortex-a7", 800, 512 * MiB, None, None, "STM32MP157F-DK2 (2 cores)", ("mp157", "stm32mp1", "mp1", "stm32mp157f-dk2")),
-    Board("STM32MP257", "STM32MP2", "cortex-a35", 1500, 4 * GiB, None, None, "STM32MP257F-DK (2 cores)", ("mp257", "stm32mp2", "mp2", "stm32mp257f-dk")),
+    Board("STM32H747", "STM32H7", "cortex-m7", 400,
+          _r(("AXI SRAM", 512 * KiB), ("SRAM1-3 (D2)", 288 * KiB), ("DTCM", 128 * KiB), ("SRAM4 (D3)", 64 * KiB)),
+          2 * MiB, "STM32H747I-DISCO", ("h747", "stm32h747i-disco")),
+    Board("STM32F769", "STM32F7", "cortex-m7", 216,
+          _r(("DTCM + SRAM1 + SRAM2", 512 * KiB)),
+          2 * MiB, "STM32F769I-DISCO", ("f769", "stm32f769i-disco", "stm32f7")),
+    Board("STM32H743", "STM32H7", "cortex-m7", 480,
+          _r(("AXI SRAM", 512 * KiB), ("SRAM1-3 (D2)", 288 * KiB), ("DTCM", 128 * KiB), ("SRAM4 (D3)", 64 * KiB)),
+          2 * MiB, "NUCLEO-H743ZI2 (generic STM32H7)", ("h743", "stm32h7", "h7")),
+    Board("STM32U585", "STM32U5", "cortex-m33", 160,
+          _r(("SRAM1-3", 768 * KiB), ("SRAM4", 16 * KiB)),
+          2 * MiB, "B-U585I-IOT02A", ("u585", "stm32u5", "u5")),
+    Board("STM32L4R9", "STM32L4", "cortex-m4", 120,
+          _r(("SRAM1-3", 640 * KiB)),
+          2 * MiB, "32L4R9IDISCOVERY", ("l4r9", "stm32l4", "l4")),
+    Board("STM32MP157", "STM32MP1", "cortex-a7", 800, _r(("DDR", 512 * MiB)), None,
+          "STM32MP157F-DK2 (2 cores)", ("mp157", "stm32mp1", "mp1", "stm32mp157f-dk2")),
+    Board("STM32MP257", "STM32MP2", "cortex-a35", 1500, _r(("DDR", 4 * GiB)), None,
+          "STM32MP257F-DK (2 cores)", ("mp257", "stm32mp2", "mp2", "stm32mp257f-dk")),
 ]
 
 
@@ -103,36 +175,164 @@ def find_board(name: str) -> Board:
         if key in (b.name.lower(), b.kit.lower(), *b.aliases):
             return b
     known = ", ".join(b.name for b in BOARDS)
-    raise McuzooError(f"unknown board '{name}' (known: {known}; series names such as STM32H7 work too)")
+    raise McuzooError(f"unknown board '{name}' (known: {known}; series names such as STM32H7 work too). "
+                      f"To add your own, {HOW_TO_ADD_A_BOARD}")
 
 
-def board_fit(board: Board, activation_bytes: int, flash_bytes: int, features: dict[str, float]) -> dict:
-    """Whether a model fits ``board``, with headroom (negative: short by) and a latency estimate."""
-    ram_needed = int(activation_bytes) + RUNTIME_RAM_BYTES
+# -- custom boards ------------------------------------------------------------------------
+_UNITS = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": MiB, "mb": MiB, "mib": MiB, "g": GiB, "gb": GiB, "gib": GiB}
+
+
+def parse_size(value, what: str = "size") -> int:
+    """Bytes from an int or a string such as ``512 KiB``, ``1MiB``, ``2M``, ``4096`` (K/KB/KiB are 1024)."""
+    import re
+
+    if isinstance(value, bool):
+        raise McuzooError(f"{what}: expected a size such as 512 KiB, got {value!r}")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, float) and value.is_integer():
+        n = int(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise McuzooError(f"{what}: expected a size such as 512 KiB, 1 MiB or 4096, got {value!r}")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    else:
+        raise McuzooError(f"{what}: expected a size such as 512 KiB, got {value!r}")
+    if n <= 0 or n > 64 * GiB:
+        raise McuzooError(f"{what}: {value!r} is out of range (1 byte to 64 GiB)")
+    return n
+
+
+def parse_regions(spec) -> tuple[RamRegion, ...]:
+    """RAM regions from ``{name: size}`` or ``"SRAM1=192KiB,SRAM2=64KiB"`` (a bare size: one region ``RAM``)."""
+    if isinstance(spec, str):
+        items = [p.strip() for p in spec.split(",") if p.strip()]
+        pairs = []
+        for i, item in enumerate(items):
+            if "=" in item:
+                name, size = item.split("=", 1)
+            elif len(items) == 1:
+                name, size = "RAM", item
+            else:
+                raise McuzooError(f"--ram: '{item}' should be REGION=SIZE, e.g. SRAM1=192KiB,SRAM2=64KiB")
+            pairs.append((name.strip() or f"RAM{i}", size))
+    elif isinstance(spec, dict):
+        pairs = [(str(k), v) for k, v in spec.items()]
+    elif isinstance(spec, list):  # [{name: X, size: Y}, ...]
+        pairs = []
+        for item in spec:
+            if not isinstance(item, dict) or set(item) != {"name", "size"}:
+                raise McuzooError("ram: a list of regions takes entries {name: REGION, size: SIZE}")
+            pairs.append((str(item["name"]), item["size"]))
+    else:
+        raise McuzooError(f"ram: expected regions as {{REGION: SIZE, ...}}, got {spec!r}")
+    if not pairs:
+        raise McuzooError("ram: a board needs at least one RAM region")
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise McuzooError(f"ram: a region is named twice ({', '.join(names)})")
+    return tuple(RamRegion(n, parse_size(v, f"ram region {n}")) for n, v in pairs)
+
+
+def custom_board(name: str | None, *, ram, flash=None, core: str | None = None, mhz=None, series: str = "custom") -> Board:
+    """A user-described board (see the module docstring); McuzooError naming the bad value."""
+    families = sorted(COEFFICIENTS)
+    core_s = str(core or "").strip().lower()
+    if core_s and not core_s.startswith("cortex-"):
+        core_s = "cortex-" + core_s
+    if core_s not in COEFFICIENTS:
+        raise McuzooError(f"board core: {core!r} is not a latency family mcuzoo knows (one of {', '.join(families)})")
+    try:
+        mhz_i = int(mhz)
+    except (TypeError, ValueError):
+        raise McuzooError(f"board mhz: expected the core clock in MHz (an integer), got {mhz!r}") from None
+    if isinstance(mhz, bool) or not 1 <= mhz_i <= 10_000 or (isinstance(mhz, float) and not mhz.is_integer()):
+        raise McuzooError(f"board mhz: {mhz!r} is out of range (1 to 10000)")
+    flash_b = None if flash is None else parse_size(flash, "board flash")
+    name = str(name or "custom").strip() or "custom"
+    return Board(name, series, core_s, mhz_i, parse_regions(ram), flash_b, custom=True)
+
+
+def load_board_file(path) -> Board:
+    """A board from a YAML file (see the module docstring)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise McuzooError(f"cannot read board file {path}: {e.strerror or e}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise McuzooError(f"board file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise McuzooError(f"board file {path}: expected a mapping with keys name, core, mhz, flash, ram")
+    allowed = {"name", "series", "core", "mhz", "flash", "ram"}
+    extra = sorted(set(map(str, doc)) - allowed)
+    if extra:
+        raise McuzooError(f"board file {path}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    missing = [k for k in ("core", "mhz", "ram") if k not in doc]
+    if missing:
+        raise McuzooError(f"board file {path}: missing key {missing[0]!r} (a board needs core, mhz and ram; flash is optional)")
+    try:
+        return custom_board(doc.get("name") or path.stem, ram=doc["ram"], flash=doc.get("flash"), core=doc["core"],
+                            mhz=doc["mhz"], series=str(doc.get("series") or "custom"))
+    except McuzooError as e:
+        raise McuzooError(f"board file {path}: {e}") from None
+
+
+def board_fit(board: Board, arena_bytes: int, flash_bytes: int, features: dict[str, float], *,
+              runtime: str = "tflm") -> dict:
+    """Whether a model fits ``board``, with headroom (negative: short by) and a latency estimate.
+
+    ``arena_bytes``: the arena the runtime needs in one contiguous block -- TFLM's
+    tensor arena for ``runtime="tflm"``, the activation arena (input/output
+    included) for ``runtime="cards"``, which also needs :data:`RUNTIME_RAM_BYTES`
+    elsewhere. The arena goes to the largest region; the headroom is that region's.
+    """
+    if runtime not in RUNTIMES:
+        raise McuzooError(f"unknown runtime '{runtime}' (one of {', '.join(RUNTIMES)})")
+    region = board.largest_region
+    arena = int(arena_bytes)
+    other_ram = RUNTIME_RAM_BYTES if runtime == "cards" else 0
+    ram_head = region.bytes - arena
+    other_ok = board.ram_bytes - arena - other_ram >= 0
     flash_needed = int(flash_bytes) + CODE_FLASH_BYTES
-    ram_head = board.ram_bytes - ram_needed
     flash_head = None if board.flash_bytes is None else board.flash_bytes - flash_needed
-    fits = ram_head >= 0 and (flash_head is None or flash_head >= 0)
+    fits = ram_head >= 0 and other_ok and (flash_head is None or flash_head >= 0)
     out = {
         "board": board.name,
         "series": board.series,
         "core": board.core,
         "mhz": board.mhz,
         "fits": bool(fits),
+        "runtime": runtime,
         "ram_bytes": board.ram_bytes,
-        "ram_needed_bytes": ram_needed,
+        "ram_region": region.name,
+        "ram_region_bytes": region.bytes,
+        "ram_needed_bytes": arena,
         "ram_headroom_bytes": ram_head,
+        "runtime_ram_bytes": other_ram,
         "flash_bytes": board.flash_bytes,
         "flash_needed_bytes": flash_needed,
         "flash_headroom_bytes": flash_head,
         "latency_ms_estimate": round(estimate_ms(features, board), 3),
         "latency_calibrated": board.core in CALIBRATED_FAMILIES,
     }
-    if board.largest_ram_block_bytes and activation_bytes > board.largest_ram_block_bytes and fits:
-        out["warning"] = (
-            f"the arena ({activation_bytes / KiB:.1f} KiB) is larger than the largest RAM block "
-            f"({board.largest_ram_block_bytes / KiB:.0f} KiB): activations must be split over memory pools"
-        )
+    if board.custom:
+        out["custom"] = True
+    if ram_head < 0 and arena + other_ram <= board.ram_bytes and len(board.ram) > 1:
+        out["note"] = (f"the arena ({arena / KiB:.1f} KiB) is within the board's {board.ram_bytes / KiB:.0f} KiB of RAM "
+                       f"but larger than its largest block ({region.name}, {region.bytes / KiB:.0f} KiB): "
+                       "a tensor arena is one contiguous block")
+    elif ram_head >= 0 and not other_ok:
+        out["note"] = (f"the runtime's {other_ram / KiB:.0f} KiB do not fit beside the arena in the board's "
+                       f"{board.ram_bytes / KiB:.0f} KiB of RAM")
     return out
 
 

@@ -61,7 +61,8 @@ def render(analysis, console) -> None:
     )
     order = "execution order searched" + (", reordered" if a.reordered else ", model order kept")
     console.print(
-        f"[bold]activation RAM[/]: {kib(a.activation_bytes)} (ours: {a.planner}; {order}), "
+        f"[bold]activation RAM (cards' convention: activations, input and output inside)[/]: "
+        f"{kib(a.activation_bytes)} (ours: {a.planner}; {order}), "
         f"TFLM greedy {kib(a.activation_baseline_bytes)}, lower bound {kib(a.activation_lower_bound_bytes)} "
         f"(best order {kib(a.activation_lower_bound_best_order_bytes)})"
     )
@@ -69,30 +70,46 @@ def render(analysis, console) -> None:
         f"input ({kib(a.input_bytes)}) and output ({kib(a.output_bytes)}) buffers are counted in the activation "
         f"arena (the cards' 'input/output allocated' convention); 16-byte aligned buffers, no kernel scratch"
     )
+    if a.tflm_arena_bytes is not None:
+        t = a.tflm_arena or {}
+        console.print(
+            f"[bold]TFLM tensor arena (tflm_arena_bytes)[/]: {kib(a.tflm_arena_bytes)} = planned tensors "
+            f"{kib(t.get('planned_bytes', 0))} + persistent {kib(t.get('persistent_bytes', 0))} (tensor and node "
+            f"structs {kib(t.get('tensor_structs_bytes', 0) + t.get('node_structs_bytes', 0))}, kernel data "
+            f"{kib(t.get('kernel_persistent_bytes', 0))}, input/output tensors {kib(t.get('io_tensor_bytes', 0))})"
+            + ("" if t.get("binding") == "final" else f", set by the {t.get('binding')} peak")
+            + "; the arena_size TensorFlow Lite Micro needs for this model"
+        )
+    fit_what = ("TFLM's tensor arena (tflm_arena_bytes)" if a.runtime == "tflm"
+                else "the cards' convention (activation RAM; runtime RAM apart)")
+    console.print(f"board fits count [bold]{fit_what}[/] (runtime {a.runtime}) in one RAM region"
+                  + (f" -- {a.runtime_note}" if a.runtime_note else ""))
     if a.host_latency_ms is not None:
         console.print(f"host latency ({a.host_runtime}, batch 1, median of {a.host_runs} runs): {a.host_latency_ms:.3f} ms")
 
     boards = Table(title="boards", title_justify="left")
-    for col in ("board", "core", "fits", "RAM headroom", "flash headroom", "latency (est.)"):
-        boards.add_column(col, justify="left" if col in ("board", "core", "fits") else "right")
+    for col in ("board", "core", "fits", "RAM region", "RAM headroom", "flash headroom", "latency (est.)"):
+        boards.add_column(col, justify="left" if col in ("board", "core", "fits", "RAM region") else "right")
     for name, fit in a.boards.items():
         mark = "[green]yes[/]" if fit["fits"] else "[red]no[/]"
-        if fit.get("warning"):
+        if fit.get("note"):
             mark += " [yellow]*[/]"
         lat = f"{fit['latency_ms_estimate']:.2f} ms" + ("" if fit["latency_calibrated"] else " (uncal.)")
         boards.add_row(
-            f"{name} @ {fit['mhz']} MHz", fit["core"], mark, kib(fit["ram_headroom_bytes"]),
+            f"{name} @ {fit['mhz']} MHz" + (" (yours)" if fit.get("custom") else ""), fit["core"], mark,
+            f"{fit['ram_region']} ({kib(fit['ram_region_bytes'])})", kib(fit["ram_headroom_bytes"]),
             "no limit" if fit["flash_headroom_bytes"] is None else kib(fit["flash_headroom_bytes"]), lat,
         )
     console.print(boards)
-    warned = [f"{n}: {f['warning']}" for n, f in a.boards.items() if f.get("warning")]
-    for w in warned:
-        console.print(f"[yellow]*[/] {w}")
+    for n, f in a.boards.items():
+        if f.get("note"):
+            console.print(f"[yellow]*[/] {n}: {f['note']}")
     if a.target:
         t = a.target
         verdict = "[green]fits[/]" if t["fits"] else "[red]does not fit[/]"
         console.print(
-            f"[bold]{t['board']}[/]: {verdict} -- RAM headroom {kib(t['ram_headroom_bytes'])}, flash headroom "
+            f"[bold]{t['board']}[/]: {verdict} -- RAM headroom {kib(t['ram_headroom_bytes'])} in {t['ram_region']}, "
+            f"flash headroom "
             f"{'no limit' if t['flash_headroom_bytes'] is None else kib(t['flash_headroom_bytes'])}, "
             f"~{t['latency_ms_estimate']:.2f} ms estimated"
         )

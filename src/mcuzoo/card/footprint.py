@@ -23,11 +23,24 @@ def memory(ctx: Context) -> str:
     a = ctx.a
     if not a or a.get("activation_bytes") is None and a.get("weights_bytes") is None:
         return f"{head}\n\nMemory footprint: {NOT_MEASURED} ({ctx.no_analysis()})."
+    tflm = a.get("tflm_arena_bytes")
     rows = [[ctx.tag, "Int8", ctx.res, _kib(a.get("activation_bytes")), _kib(a.get("weights_bytes")),
-             _kib(a.get("activation_baseline_bytes")), _kib(a.get("activation_lower_bound_bytes")), "mcuzoo estimate"]]
-    table = _table(["Model", "Format", "Resolution", "Activation RAM", "Weights Flash", "TFLM greedy arena",
-                    "Arena lower bound", "Source"], rows)
+             _kib(tflm) if tflm is not None else NOT_MEASURED, _kib(a.get("activation_baseline_bytes")),
+             _kib(a.get("activation_lower_bound_bytes")), "mcuzoo estimate"]]
+    table = _table(["Model", "Format", "Resolution", "Activation RAM (cards' convention)", "Weights Flash",
+                    "TFLM tensor arena", "TFLM greedy plan", "Arena lower bound", "Source"], rows)
     notes = []
+    if tflm is not None:
+        t = a.get("tflm_arena") or {}
+        parts = ""
+        if t.get("planned_bytes") is not None and t.get("persistent_bytes") is not None:
+            parts = f" ({_kib(t['planned_bytes'])} of planned tensors + {_kib(t['persistent_bytes'])} persistent)"
+        notes.append(f"*TFLM tensor arena* is the `arena_size` a TensorFlow Lite Micro build needs{parts}: the "
+                     "planned tensors, TFLM's persistent buffers (tensor and node structs, per-channel quantization "
+                     "data, each kernel's data) and the kernels' scratch requests; mcuzoo models TFLM's allocator "
+                     "and checks it against the real interpreter's smallest working arena (0-2 % above it). "
+                     + ("The board fits below use it." if a.get("runtime", "tflm") == "tflm" else
+                        "The board fits below use the cards' convention instead (`analysis.runtime: cards`)."))
     io_note = "counted in" if a.get("io_in_arena", True) else "not counted in"
     extra = ""
     if a.get("input_bytes") is not None and a.get("output_bytes") is not None:
@@ -35,10 +48,10 @@ def memory(ctx: Context) -> str:
     notes.append(f"The input and output buffers{extra} are {io_note} the activation RAM, as with STM32Cube.AI's "
                  "\"input / output allocated\" option of the reference cards.")
     planner = a.get("planner")
-    notes.append("Activation RAM is the arena of mcuzoo's memory planner" + (f" (`{planner}`)" if planner else "")
-                 + "; *TFLM greedy arena* is what TensorFlow Lite Micro's greedy planner would take for the same "
+    notes.append("Activation RAM (the cards' convention) is the arena of mcuzoo's memory planner" + (f" (`{planner}`)" if planner else "")
+                 + "; *TFLM greedy plan* is what TensorFlow Lite Micro's greedy planner would take for the same "
                  "graph, and the lower bound is the largest set of tensors alive at one operator. Kernel scratch "
-                 "buffers and the runtime's own RAM are not included.")
+                 "buffers and the runtime's own RAM are not included in these three.")
     if a.get("quant_params_bytes") is not None:
         notes.append(f"Weights flash counts the constant tensors (int8 weights, int32 biases); quantization "
                      f"parameters add {_kib(a['quant_params_bytes'])}, inference code is not included.")

@@ -17,18 +17,30 @@ def platforms(ctx: Context) -> str:
         core = f"{core} @ {b['mhz']} MHz" if b.get("mhz") else core or "-"
         fits = b.get("fits")
         mark = "[x]" if fits else "[]" if fits is not None else NOT_MEASURED
-        if fits and b.get("warning"):
+        if b.get("note") or (fits and b.get("warning")):
             mark += " *"
         flash = b.get("flash_headroom_bytes", "missing")
         flash_s = "no flash limit" if flash is None else (NOT_MEASURED if flash == "missing" else _size(flash))
-        rows.append([b.get("series", "-"), name, core, mark, _size(b.get("ram_headroom_bytes")), flash_s])
+        ram_s = _size(b.get("ram_headroom_bytes"))
+        if b.get("ram_region"):
+            ram_s += f" in {b['ram_region']}"
+        rows.append([b.get("series", "-"), name, core, mark, ram_s, flash_s])
+    runtimes = {b.get("runtime") for b in boards.values() if isinstance(b, dict)}
+    if runtimes == {"tflm"}:
+        ram_rule = ("TensorFlow Lite Micro's whole tensor arena (see the memory footprint) within one RAM region "
+                    "of the board (a tensor arena is one contiguous block)")
+    elif runtimes == {"cards"}:
+        ram_rule = ("the activation arena (input/output buffers included) within one RAM region of the board and "
+                    "the runtime's RAM within the rest")
+    else:  # analyses written before RAM regions
+        ram_rule = "activation arena (input/output buffers included) plus the runtime's RAM within the board's RAM"
     notes = [
-        "Supported `[x]`: the int8 model fits the board according to mcuzoo's analysis: activation arena "
-        "(input/output buffers included) plus the runtime's RAM within the board's RAM, and weights plus "
-        "inference code within its flash. Headroom is what is left (negative: missing). These are mcuzoo's "
-        "estimates, not STM32Cube.AI measurements.",
+        f"Supported `[x]`: the int8 model fits the board according to mcuzoo's analysis: {ram_rule}, and weights "
+        "plus inference code within its flash. RAM headroom is what is left in the region named (negative: "
+        "missing). These are mcuzoo's estimates, not STM32Cube.AI measurements.",
     ]
-    warned = [f"{n}: {b['warning']}" for n, b in boards.items() if isinstance(b, dict) and b.get("fits") and b.get("warning")]
+    warned = [f"{n}: {b.get('note') or b['warning']}" for n, b in boards.items()
+              if isinstance(b, dict) and (b.get("note") or (b.get("fits") and b.get("warning")))]
     notes += [f"\\* {w}" for w in warned]
     fits_on = ctx.a.get("fits_on")
     if isinstance(fits_on, list):
