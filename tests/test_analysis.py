@@ -26,6 +26,16 @@ def test_tflm_greedy_reproduces_tflm_medium_example():
     planner.check_plan(plan)
 
 
+def test_tflm_greedy_keeps_offline_offsets_and_plans_the_rest_around_them():
+    bufs = [B("a", 100, 0, 1), B("b", 50, 2, 3), B("c", 20, 1, 2)]
+    plan = planner.tflm_greedy(bufs, [-1, 0, 100])  # b and c fixed by an offline plan
+    assert plan.offsets == [0, 0, 100] and plan.arena == 120  # a fits in the gap below c
+    plan = planner.tflm_greedy(bufs, [-1, 0, 50])
+    assert plan.offsets == [70, 0, 50] and plan.arena == 170  # the gap below c is too small: a goes above it
+    planner.check_plan(plan)
+    assert planner.tflm_greedy(bufs, [-1, -1, -1]).offsets == planner.tflm_greedy(bufs).offsets
+
+
 def test_tflm_greedy_small_cases():
     basics = planner.tflm_greedy([B("a", 10, 0, 1), B("b", 20, 2, 3)])
     assert basics.offsets == [0, 0] and basics.arena == 20

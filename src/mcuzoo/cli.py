@@ -217,9 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .analysis import register_cli as analysis_cli
     from .card import register_cli as card_cli
+    from .export import register_cli as export_cli
     from .predict import register_cli as predict_cli
 
     analysis_cli(sub)
+    export_cli(sub)
     card_cli(sub)
     predict_cli(sub)
     from .data.cli import register_cli as data_cli

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, first_line
 from .layouts import LAYOUT_NAMES, LAYOUTS
 
-STAGES = ("train", "quantize", "evaluate", "analyze", "card")
+STAGES = ("train", "quantize", "evaluate", "analyze", "export", "card")
 if TYPE_CHECKING:
     DatasetName = str
 else:
@@ -346,7 +346,7 @@ class AugmentationConfig(_Section):
 class Config(_Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name: the run directory is output_dir/name")
     output_dir: str = Field("runs", description="folder that holds the run directories")
-    stages: list[Literal["train", "quantize", "evaluate", "analyze", "card"]] = Field(["train", "quantize", "evaluate"],
+    stages: list[Literal["train", "quantize", "evaluate", "analyze", "export", "card"]] = Field(["train", "quantize", "evaluate"],
         description="stages to run, in pipeline order")
     model: ModelConfig = ModelConfig()
     dataset: DatasetConfig = DatasetConfig()

@@ -195,6 +195,14 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
                 + f", {aj['macs']:,} MACs; "
                 f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
             )
+        if "export" in cfg.stages:
+            from .export import export_model
+
+            if not int8_path.is_file():
+                raise McuzooError(f"export stage needs {int8_path} (the quantize stage)")
+            ex = export_model(run_dir, run_dir / rundir.EXPORT)
+            console.print(f"TFLM export: {ex.out_dir} (kTensorArenaSize {ex.tensor_arena_size:,} B, "
+                          f"{len(ex.operators)} operators)")
         metrics["seconds_total"] = round(time.time() - t_start, 1)
         if resume is not None:  # what the stages that did not run now measured before stays
             old = _previous_metrics(run_dir)

@@ -31,6 +31,7 @@ TRAINING_LOG = "training_log.csv"
 HISTORY = "history.json"
 METRICS = "metrics.json"
 ANALYSIS = "analysis.json"
+EXPORT = "export"  # the folder of the TFLM export (export stage)
 
 
 # the temporary names of atomic_path (".metrics.k2j4x9_a.tmp.json") and of the lock (".lock.k2j4x9_a.tmp")

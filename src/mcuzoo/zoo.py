@@ -85,6 +85,9 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     for old in [*dest.glob(f"*{MIXED_GLOB}"), dest / QAT_MODEL]:
         if not (run_dir / old.name).is_file():
             old.unlink(missing_ok=True)
+    from .export import publish
+
+    publish(run_dir, dest)  # the run's TFLM export (export stage), never one of an older model
     index(zoo_dir)
     return dest
 

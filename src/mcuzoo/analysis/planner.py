@@ -172,20 +172,27 @@ def lower_bound(buffers: list[Buffer]) -> int:
 
 
 # -- TFLM's greedy planner ------------------------------------------------------------------
-def tflm_greedy(buffers: list[Buffer]) -> Plan:
-    """TFLM's GreedyMemoryPlanner, buffers given in the order TFLM adds them."""
+def tflm_greedy(buffers: list[Buffer], fixed: list[int] | None = None) -> Plan:
+    """TFLM's GreedyMemoryPlanner, buffers given in the order TFLM adds them.
+
+    ``fixed``: an offline plan's offset per buffer, -1 where TFLM plans the buffer itself. TFLM takes the
+    fixed buffers first, in the order added, at their offsets, then places the others around them.
+    """
     n = len(buffers)
     if n == 0:
         return Plan([], [], "tflm-greedy")
-    # TFLM fills its sort array from the tail, then bubble-sorts it by size, descending (stable).
-    ids = list(range(n))[::-1]
-    ids.sort(key=lambda i: -buffers[i].size)  # Python's sort is stable, like the bubble sort
-    offsets = [0] * n
+    fixed = list(fixed) if fixed is not None else [-1] * n
+    # TFLM puts the offline buffers at the head of its sort array in order and fills the rest from the
+    # tail, then bubble-sorts that rest by size, descending (stable).
+    online = [i for i in range(n) if fixed[i] < 0][::-1]
+    online.sort(key=lambda i: -buffers[i].size)  # Python's sort is stable, like the bubble sort
+    ids = [i for i in range(n) if fixed[i] >= 0] + online
+    offsets = [max(o, 0) for o in fixed]
     placed: list[int] = [ids[0]]  # buffer ids sorted by offset (ties: insertion order)
     for i in ids[1:]:
         want = buffers[i]
-        candidate = 0
-        for j in placed:  # walk the offset-ordered list, looking at buffers live at the same time
+        candidate = fixed[i] if fixed[i] >= 0 else 0
+        for j in placed if fixed[i] < 0 else ():  # walk the offset-ordered list, looking at buffers live then
             other = buffers[j]
             if not want.overlaps(other):
                 continue

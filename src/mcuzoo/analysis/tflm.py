@@ -47,6 +47,7 @@ from pathlib import Path
 from ..errors import ModelFileError
 from ..runtime import check_tflite_identifier
 from . import planner as _planner
+from .graph.tflite import offline_memory_plan
 
 __all__ = ["TflmArena", "tflm_arena", "tflm_arena_bytes", "KERNELS", "STRUCTS"]
 
@@ -319,7 +320,13 @@ def _arena(data: bytes, name: str) -> TflmArena:
 
     # -- the plan (head) -------------------------------------------------------------------
     buffers = _tflm_buffers(sg, n_t, ops, const, nbytes, scratch)
-    plan = _planner.tflm_greedy(buffers)
+    offline = offline_memory_plan(data)  # `mcuzoo export --offline-plan`: TFLM keeps those tensors there
+    offline_fixed = None
+    if offline is not None:
+        if len(offline) != sum(model.Subgraphs(s).TensorsLength() for s in range(n_sub)):
+            raise ModelFileError(f"{name}: its OfflineMemoryAllocation metadata does not have one offset per tensor")
+        offline_fixed = [offline[b.tensors[0]] if b.tensors else -1 for b in buffers]
+    plan = _planner.tflm_greedy(buffers, offline_fixed)
     planned = plan.arena
     # while planning: request array, then temps: subgraph offsets, AllocationInfo, planner scratch
     head = _align_up(st["ScratchBufferRequest"] * (len(scratch) + st["max_scratch_buffers_per_op"]), 8)

@@ -131,3 +131,34 @@ def _tflite_op_name(op_type: str, outs: list[int], tensors: dict[int, Tensor]) -
             layer = layer[:-2]
         return layer
     return name or op_type.lower()
+
+
+#: Name of TFLM's offline memory plan in a .tflite's metadata (micro_allocation_info.cc).
+OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"
+
+
+def offline_memory_plan(data: bytes) -> list[int] | None:
+    """The tensor arena offsets of a .tflite's ``OfflineMemoryAllocation`` metadata, None without one.
+
+    The metadata buffer holds int32 words: format version, number of subgraphs, number of offsets n,
+    then n offsets (relative to the start of TFLM's non-persistent arena section), one per tensor of
+    all subgraphs in order, -1 for a tensor TFLM plans itself. ``mcuzoo export --offline-plan``
+    writes it; TFLM's GreedyMemoryPlanner keeps those tensors at those offsets.
+    """
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+
+    try:
+        model = fb.Model.GetRootAs(bytearray(data), 0)
+        for i in range(model.MetadataLength()):
+            md = model.Metadata(i)
+            if (md.Name() or b"").decode("utf-8", "replace") != OFFLINE_PLAN_METADATA:
+                continue
+            raw = model.Buffers(md.Buffer()).DataAsNumpy()
+            words = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype="<i4")
+            if len(words) < 3 or len(words) < 3 + int(words[2]):
+                raise ModelFileError(f"the {OFFLINE_PLAN_METADATA} metadata is truncated")
+            return [int(v) for v in words[3 : 3 + int(words[2])]]
+    except (IndexError, ValueError, TypeError, AttributeError) as e:  # a malformed flatbuffer
+        raise ModelFileError(f"cannot read the {OFFLINE_PLAN_METADATA} metadata: {type(e).__name__}") from None
+    return None
