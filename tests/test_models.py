@@ -13,6 +13,7 @@ from mcuzoo.models import (  # noqa: E402
     LayerInfo,
     ModelSpec,
     build_model,
+    count_model,
     get_model_spec,
     list_models,
     model_summary,
@@ -292,6 +293,54 @@ def test_impossible_arguments_are_config_errors(name, shape, classes, dropout, m
     message = str(exc.value)
     assert "\n" not in message
     assert message.startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize(
+    "name, shape, classes",
+    [
+        ("st_mnist_v1", (28, 28, 1), 36),
+        ("st_mnist_v1", (9, 13, 3), 2),
+        ("st_mnist_v1", (1, 1, 1), 101),
+        ("st_efficientnet_lc_v1", (128, 128, 3), 5),
+        ("st_efficientnet_lc_v1", (37, 50, 1), 39),
+        ("st_efficientnet_lc_v1", (3, 2, 3), 2),
+        ("squeezenet_v1_0", (128, 128, 3), 101),
+        ("squeezenet_v1_0", (35, 35, 1), 2),
+        ("squeezenet_v1_0", (67, 90, 3), 10),
+    ],
+)
+def test_count_model_matches_keras(name, shape, classes):
+    """The analytic counters (no Keras graph: what `mcuzoo models` shows) equal the built Keras model's counts."""
+    spec = get_model_spec(name)
+    assert spec.counter is not None
+    model = build_model(name, shape, classes)
+    assert count_model(name, shape, classes) == (model.count_params(), total_macs(model))
+
+
+@pytest.mark.parametrize("name, shape, classes, dropout, match", [
+    ("squeezenet_v1_0", (16, 16, 3), 5, None, r"input 16x16 is too small"),
+    ("st_mnist_v1", (28, 28, 2), 5, None, r"channels must be 1"),
+    ("st_efficientnet_lc_v1", (128, 128, 3), 1, None, r"num_classes must be an integer >= 2"),
+])
+def test_count_model_refuses_as_build_model(name, shape, classes, dropout, match):
+    with pytest.raises(ConfigError, match=match):
+        count_model(name, shape, classes)
+
+
+def test_listing_models_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from mcuzoo.cli import main; rc = main(['models', '--json']); "
+            "assert rc == 0; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    rows = json.loads(res.stdout)
+    assert {r["model"] for r in rows} == set(NAMES)
+    mnist = next(r for r in rows if r["model"] == "st_mnist_v1")
+    assert (mnist["params"], mnist["macs"]) == count_model("st_mnist_v1", (28, 28, 1), 10)
 
 
 def test_config_error_from_builder_directly():

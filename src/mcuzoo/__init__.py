@@ -3,6 +3,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# The Python API runs as the CLI does, by construction: the same environment for TensorFlow (oneDNN off, so
+# that results are the same numbers; its C++ logging quiet) and the same warning filters, set here, before
+# anything imports TensorFlow. The CLI (mcuzoo.cli) is inside this package, so it gets them from here too.
+from .console import quiet_tensorflow as _quiet_tensorflow  # noqa: E402
+
+_quiet_tensorflow()
+
 __all__ = ["__version__", "build_model", "list_models", "load_config", "run"]
 
 

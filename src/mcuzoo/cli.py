@@ -34,17 +34,29 @@ def cmd_run(args) -> int:
     if args.resume:
         if args.args and not all("=" in a for a in args.args):
             raise ConfigError("with --resume, give only key=value overrides (the run's own config.yaml is used)")
-        run(resume=args.resume, overrides=args.args)
+        print(run(resume=args.resume, overrides=args.args))  # the result, on stdout: RUN=$(mcuzoo run ...)
         return 0
     if not args.args:
         raise ConfigError("mcuzoo run needs a config file, e.g. mcuzoo run configs/quickstart.yaml")
     cfg = load_config(args.args[0], args.args[1:])
-    run(cfg)
+    print(run(cfg))  # the run directory, on stdout (progress went to stderr)
     return 0
+
+
+def key_matches(key: str, prefix: str) -> bool:
+    """Whether config key ``key`` (``training.lr_schedule.name``) is one ``mcuzoo config --keys PREFIX`` lists:
+    PREFIX's dotted segments are the key's first ones, the last of them a prefix of the key's segment there
+    (``training``, ``training.lr``, ``training.lr_sch``, ``train``; empty: every key)."""
+    want = prefix.strip().rstrip(".").split(".") if prefix.strip().rstrip(".") else []
+    parts = key.split(".")
+    if len(want) > len(parts):
+        return False
+    return all(p == w for p, w in zip(parts, want[:-1])) and (not want or parts[len(want) - 1].startswith(want[-1]))
 
 
 def cmd_config(args) -> int:
     from .config import config_to_yaml, describe_keys, load_config
+    from .console import print_out
 
     path, overrides = None, list(args.args)
     if overrides and "=" not in overrides[0]:
@@ -61,8 +73,7 @@ def cmd_config(args) -> int:
                 v = v[part]
             return v
 
-        rows = [k for k in describe_keys() if k.key == args.keys or k.key.startswith(args.keys.rstrip(".") + ".")
-                or not args.keys]
+        rows = [k for k in describe_keys() if key_matches(k.key, args.keys)]
         if not rows:
             raise ConfigError(f"no config key starts with '{args.keys}' (sections: "
                               f"{', '.join(sorted({k.key.split('.')[0] for k in describe_keys()}))})")
@@ -80,40 +91,38 @@ def cmd_config(args) -> int:
         for k in rows:
             value = [json.dumps(value_of(k.key))] if given else []
             table.add_row(k.key, k.type, json.dumps(k.default), *value, k.limits, k.description)
-        console.print(table)
+        print_out(table)
         return 0
     print(config_to_yaml(cfg), end="")
     return 0
 
 
 def cmd_models(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from .models import build_model, list_models, total_macs
+    from .console import print_out
+    from .models import count_model, list_models
 
-    out = Console(highlight=False)
     table = Table(title=f"mcuzoo models ({args.classes} classes)")
     for col in ("model", "input", "parameters", "MACs", "description"):
         table.add_column(col, justify="right" if col in ("parameters", "MACs") else "left",
                          no_wrap=col != "description", overflow="fold")
     rows = []
-    for spec in list_models():
+    for spec in list_models():  # counted from each model's layer arithmetic: no Keras graph, no TensorFlow
         shape = tuple(args.input_shape) if args.input_shape else spec.default_input_shape
         try:
-            model = build_model(spec.name, shape, args.classes)
+            params, macs = count_model(spec.name, shape, args.classes)
         except ConfigError as e:  # this shape is impossible for this model: say why in its row
             rows.append({"model": spec.name, "input_shape": list(shape), "error": str(e)})
             table.add_row(spec.name, "x".join(map(str, shape)), "-", "-", f"[red]{e}[/]")
             continue
-        macs = total_macs(model)
-        rows.append({"model": spec.name, "input_shape": list(shape), "params": int(model.count_params()),
-                     "macs": int(macs), "description": spec.description})
-        table.add_row(spec.name, "x".join(map(str, shape)), f"{model.count_params():,}", f"{macs:,}", spec.description)
+        rows.append({"model": spec.name, "input_shape": list(shape), "params": params,
+                     "macs": macs, "description": spec.description})
+        table.add_row(spec.name, "x".join(map(str, shape)), f"{params:,}", f"{macs:,}", spec.description)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        out.print(table)
+        print_out(table)
     return 0
 
 
@@ -244,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         rc = int(args.fn(args) or 0)
         if rc == 0 and args.verb == "quantize":
             _refresh_card(args.run_dir)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return rc
+    except BrokenPipeError:  # `mcuzoo predict ... | head`: the reader has gone; stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit finds no pipe either
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
     except McuzooError as e:
         error(f"mcuzoo: error: {e}")
         return e.exit_code

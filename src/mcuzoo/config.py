@@ -43,6 +43,9 @@ class ModelConfig(_Section):
     name: str = Field("st_mnist_v1", description="a model of the registry (mcuzoo models)")
     input_shape: tuple[int, int, int] = Field((28, 28, 1), description="height, width, channels")
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="top dropout; None: the model's default")
+    batch_norm_momentum: Optional[float] = Field(None, ge=0.0, lt=1.0,
+        description="momentum of every BatchNormalization's moving averages; None: Keras' 0.99. Lower "
+                    "(0.9) follows fast-moving weights, so that validation (moving averages) matches training")
 
     @field_validator("input_shape")
     @classmethod

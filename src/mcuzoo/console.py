@@ -17,14 +17,100 @@ def error(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _cell_text(cell) -> str:
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell).plain
+        except Exception:  # noqa: BLE001 - not markup after all
+            return cell
+    return ""
+
+
+def protect_numbers(table) -> None:
+    """Make a rich Table never cut a number: no ellipsis anywhere (long text folds onto more lines), and a
+    column of short cells with digits in them (counts, sizes, percentages, shapes) keeps its full width."""
+    from rich.cells import cell_len
+
+    for column in table.columns:
+        if column.overflow == "ellipsis":
+            column.overflow = "fold"
+        texts = [_cell_text(c) for c in column._cells]
+        if texts and all(len(t) <= 24 for t in texts) and any(ch.isdigit() for t in texts for ch in t):
+            column.no_wrap = True
+            column.min_width = max([cell_len(t) for t in texts] + [cell_len(str(column.header))])
+
+
+class ResultConsole(Console):
+    """The console for results, on stdout (progress and notes go to :data:`console`, on stderr).
+
+    Numbers in tables are never cut (:func:`protect_numbers`), and when stdout is not a terminal (a pipe,
+    a file) each thing printed is as wide as it needs to be, whatever $COLUMNS says, so that nothing wraps.
+    """
+
+    def on_broken_pipe(self) -> None:
+        """A closed pipe (``| head``) is handled in one place, mcuzoo.cli.main (rich would exit with 1 itself)."""
+        raise BrokenPipeError
+
+    def print(self, *objects, **kwargs) -> None:  # type: ignore[override]
+        from rich.measure import Measurement
+        from rich.table import Table
+
+        for o in objects:
+            if isinstance(o, Table):
+                protect_numbers(o)
+        if self.is_terminal or not objects:
+            return super().print(*objects, **kwargs)
+        saved = self.width
+        self.width = 10_000
+        need = max(Measurement.get(self, self.options, self.render_str(o) if isinstance(o, str) else o).maximum
+                   for o in objects)
+        self.width = max(80, need)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self.width = saved
+
+
+def result_console() -> ResultConsole:
+    """A :class:`ResultConsole` on the current stdout."""
+    return ResultConsole(highlight=False, soft_wrap=False)
+
+
+def print_out(*renderables) -> None:
+    """Print results (tables, lines) to stdout: see :class:`ResultConsole`."""
+    result_console().print(*renderables)
+
+
+#: The environment mcuzoo runs TensorFlow in (a value already set in the environment wins).
+TF_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",  # oneDNN's reordered float sums change results in the last digits
+    "KERAS_BACKEND": "tensorflow",
+    "GRPC_VERBOSITY": "ERROR",
+    "ABSL_MIN_LOG_LEVEL": "3",
+}
+
+
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ and Python start-up chatter (call before importing it)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    """Set TensorFlow's environment (:data:`TF_ENV`) and the warning filters of mcuzoo.
+
+    ``import mcuzoo`` calls it, so the Python API and the CLI run alike. It has to come before
+    TensorFlow is imported: when TensorFlow is already loaded, a warning says that its settings
+    may differ from the CLI's.
+    """
+    late = "tensorflow" in sys.modules and "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    for key, value in TF_ENV.items():
+        os.environ.setdefault(key, value)
     import warnings
+
+    if late:
+        warnings.warn("mcuzoo: TensorFlow was imported before mcuzoo, so its oneDNN setting is not mcuzoo's "
+                      "(TF_ENABLE_ONEDNN_OPTS=0): results may differ from the CLI's in the last digits; "
+                      "import mcuzoo first", RuntimeWarning, stacklevel=3)
 
     # Keras and TF warn about internals users cannot act on (e.g. shuffle on a tf.data input)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(keras|tensorflow)\b.*")

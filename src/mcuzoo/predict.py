@@ -267,13 +267,13 @@ def cmd_predict(args) -> int:
             "skipped": [{"file": f, "error": e} for f, e in res.skipped],
         }, indent=2))
         return 0
-    from rich.console import Console
+    from .console import result_console
     from rich.markup import escape
     from rich.table import Table
 
     from .console import console as err_console
 
-    out = Console(highlight=False)
+    out = result_console()
     for note in res.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
     how = f"{res.backend}, {kernels['kernels_label']}" if kernels else res.backend

@@ -374,12 +374,10 @@ def cmd_analyze(args) -> int:
 
         print(json_text(result.to_json()))
     else:
-        from rich.console import Console
+        from ..console import result_console
 
         from .report import render
 
-        out = Console(highlight=False)
-        if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
-            out = Console(highlight=False, width=160)
+        out = result_console()  # piped: as wide as the table needs; numbers never cut
         render(result, out)
     return 0

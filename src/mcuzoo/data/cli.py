@@ -55,14 +55,14 @@ def _sizes(split) -> list[str]:
 
 
 def cmd_data_info(args) -> int:
-    from rich.console import Console
+    from ..console import result_console
     from rich.table import Table
 
     from ..layouts import get_layout
     from .augment import active
 
     cfg, ds = _load(args)
-    out = Console(highlight=False)
+    out = result_console()
     n = ds.num_classes
     splits = [("train", ds.train), ("validation", ds.val), ("test", ds.test)]
     p = cfg.preprocessing

@@ -16,6 +16,7 @@ layer is built.
 Public API::
 
     build_model(name, input_shape, num_classes, dropout=None) -> keras.Model
+    count_model(name, input_shape, num_classes) -> (parameters, MACs)   (no Keras graph, no TensorFlow)
     list_models() -> list[ModelSpec]
     get_model_spec(name) -> ModelSpec
     model_summary(model) -> list[LayerInfo]
@@ -35,6 +36,7 @@ __all__ = [
     "LayerInfo",
     "register_model",
     "build_model",
+    "count_model",
     "list_models",
     "get_model_spec",
     "model_summary",
@@ -52,7 +54,8 @@ class ModelSpec:
     trained with on its card: ``float_input = uint8_pixel * rescale + offset``.
     ``builder(input_shape, num_classes, dropout=None)`` returns an uncompiled
     ``keras.Model``; ``default_dropout`` is the top dropout it uses when
-    ``dropout`` is None.
+    ``dropout`` is None. ``counter(input_shape, num_classes)`` returns the model's
+    (parameters, MACs) from its layer arithmetic, without Keras (see :mod:`.counting`).
     """
 
     name: str
@@ -63,6 +66,7 @@ class ModelSpec:
     builder: Callable
     default_dropout: float = 0.0
     card: "ModelCard | None" = None
+    counter: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def register_model(
     default_offset: float,
     default_dropout: float = 0.0,
     card: ModelCard | None = None,
+    counter: Callable | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a builder function under ``name``."""
 
@@ -106,6 +111,7 @@ def register_model(
             builder=fn,
             default_dropout=float(default_dropout),
             card=card,
+            counter=counter,
         )
         return fn
 
@@ -168,19 +174,46 @@ def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None):
+def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None,
+                batch_norm_momentum: float | None = None):
     """Build registered model ``name`` for ``input_shape`` (H, W, C) and ``num_classes``.
 
-    ``dropout`` overrides the model's top dropout (None: the model's default).
+    ``dropout`` overrides the model's top dropout (None: the model's default);
+    ``batch_norm_momentum`` that of every BatchNormalization layer (None: Keras' 0.99).
     Returns an uncompiled ``keras.Model`` with output shape (None, num_classes).
     """
     spec = get_model_spec(name)
     input_shape, num_classes, dropout = check_build_args(name, input_shape, num_classes, dropout)
-    return spec.builder(input_shape, num_classes, dropout=dropout)
+    if batch_norm_momentum is not None and not 0.0 <= float(batch_norm_momentum) < 1.0:
+        raise ConfigError(f"{name}: batch_norm_momentum must be in [0, 1), got {batch_norm_momentum!r}")
+    model = spec.builder(input_shape, num_classes, dropout=dropout)
+    if batch_norm_momentum is not None:
+        import keras
+
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(batch_norm_momentum)  # read at every training step; saved in the config
+    return model
 
 
-# The builder modules import register_model and check_build_args from this module (see _registry); the MAC
-# counter imports Keras, so it is imported when first used.
+def count_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> tuple[int, int]:
+    """(parameters, MACs per image) of model ``name``, as ``build_model(...).count_params()`` and
+    :func:`total_macs` give them: from the model's counter when it has one (no Keras graph, no
+    TensorFlow import), else by building it. ConfigError for impossible arguments, as build_model."""
+    spec = get_model_spec(name)
+    input_shape, num_classes, _ = check_build_args(name, input_shape, num_classes, None)
+    if spec.counter is not None:
+        params, macs = spec.counter(input_shape, num_classes)
+        return int(params), int(macs)
+    from .macs import total_macs
+
+    model = spec.builder(input_shape, num_classes)
+    return int(model.count_params()), int(total_macs(model))
+
+
+# The builder modules import register_model and check_build_args from this module (see _registry); none of
+# them imports Keras before a model is built, so listing and counting the registry does not import TensorFlow.
+# The MAC counter imports Keras, so it is imported when first used.
 from .loading import load_keras_model  # noqa: E402
 
 if TYPE_CHECKING:

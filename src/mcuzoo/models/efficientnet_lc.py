@@ -24,11 +24,8 @@ from __future__ import annotations
 import copy
 import math
 
-import keras
-from keras import layers
-
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
-from .layers import ClipLogits
+from .counting import Tally
 
 WIDTH_COEFFICIENT = 0.45
 DEPTH_COEFFICIENT = 1.0
@@ -75,6 +72,10 @@ def round_repeats(repeats, depth_coefficient=DEPTH_COEFFICIENT):
 
 def squeeze_excite(x, filters_in, filters, name):
     """SE: GAP -> 1x1 conv to 0.25 x input channels, relu6 -> 1x1 conv back, clip [-4, 4], sigmoid -> scale ``x``."""
+    from keras import layers
+
+    from .layers import ClipLogits
+
     filters_se = max(1, int(filters_in * 0.25))
     se = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
     se = layers.Conv2D(
@@ -91,6 +92,8 @@ def squeeze_excite(x, filters_in, filters, name):
 
 def mbconv_block(x, filters_in, filters_out, kernel_size, strides, expand_ratio, drop_rate, name):
     """Mobile inverted bottleneck: [expand 1x1] -> depthwise kxk -> SE -> project 1x1 [-> drop-connect + add]."""
+    from keras import layers
+
     inputs = x
     filters = filters_in * expand_ratio
 
@@ -125,6 +128,25 @@ def mbconv_block(x, filters_in, filters_out, kernel_size, strides, expand_ratio,
     return x
 
 
+def count(input_shape, num_classes) -> tuple[int, int]:
+    """(parameters, MACs) of :func:`st_efficientnet_lc_v1`, without building it (see :mod:`mcuzoo.models.counting`)."""
+    input_shape, num_classes, _ = check_build_args("st_efficientnet_lc_v1", input_shape, num_classes, None)
+    t = Tally(input_shape).conv(round_filters(32), 3, 2).batch_norm()
+    for args in DEFAULT_BLOCKS_ARGS:
+        filters_in, filters_out = round_filters(args["filters_in"]), round_filters(args["filters_out"])
+        for j in range(round_repeats(args["repeats"])):
+            block_in = filters_in if j == 0 else filters_out
+            filters = block_in * args["expand_ratio"]
+            if args["expand_ratio"] != 1:
+                t.conv(filters, 1).batch_norm()
+            t.depthwise(args["kernel_size"], args["strides"] if j == 0 else 1).batch_norm()
+            se = max(1, int(block_in * 0.25))  # squeeze-excitation: two 1x1 convs on the pooled map
+            t.add(filters * se + se + se * filters + filters, 2 * filters * se)
+            t.conv(filters_out, 1).batch_norm()
+    t.conv(round_filters(1280), 1).batch_norm().global_pool().dense(num_classes)
+    return t.counts()
+
+
 @register_model(
     "st_efficientnet_lc_v1",
     description="ST EfficientNet LC v1: EfficientNet-B0 with relu6, width 0.45, expansion 3 and clipped SE "
@@ -151,9 +173,13 @@ def mbconv_block(x, filters_in, filters_out, kernel_size, strides, expand_ratio,
         paper="https://arxiv.org/pdf/1905.11946.pdf",
         origin=f"{STM32_ZOO}/tree/main/image_classification/efficientnet",
     ),
+    counter=count,
 )
-def st_efficientnet_lc_v1(input_shape, num_classes, dropout=None) -> keras.Model:
-    """Build ST EfficientNet LC v1 for ``input_shape`` (H, W, C) and ``num_classes``."""
+def st_efficientnet_lc_v1(input_shape, num_classes, dropout=None):
+    """Build ST EfficientNet LC v1 for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
+    import keras
+    from keras import layers
+
     input_shape, num_classes, dropout = check_build_args("st_efficientnet_lc_v1", input_shape, num_classes, dropout)
     if dropout is None:
         dropout = DEFAULT_DROPOUT

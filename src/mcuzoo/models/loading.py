@@ -1,8 +1,8 @@
 """Loading a saved model: the one place that opens a .keras file.
 
 Entry point: :func:`load_keras_model` (safe mode on, so no code from files runs;
-a zip bomb is refused before Keras opens the archive). Importing it imports
-:mod:`mcuzoo.models`, which registers mcuzoo's custom layers.
+a zip bomb is refused before Keras opens the archive). It registers mcuzoo's custom
+layers (:mod:`mcuzoo.models.layers`) before it loads.
 """
 from __future__ import annotations
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import keras
-
 __all__ = ["LayerInfo", "model_summary", "total_macs"]
 
 
@@ -52,6 +50,8 @@ def total_macs(model) -> int:
 
 
 def _collect(model, prefix: str, rows: list[LayerInfo]) -> None:
+    import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -100,6 +100,8 @@ def _size(weight) -> int:
 
 
 def _layer_macs(layer, in_shape: tuple, out_shape: tuple) -> int:
+    import keras
+
     L = keras.layers
     if not layer.built or not out_shape:
         return 0

@@ -14,11 +14,9 @@ at least 35x35 (smaller inputs raise ConfigError).
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
-
 from ..errors import ConfigError
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
+from .counting import Tally
 
 DEFAULT_DROPOUT = 0.5
 
@@ -49,6 +47,8 @@ MIN_INPUT_SIZE = next(s for s in range(1, 1000) if feature_sizes(s)[-1] >= 1)  #
 
 def fire_module(x, squeeze, expand, name):
     """Fire module: 1x1 squeeze conv, ReLU, BN -> concat(1x1 expand conv + ReLU, 3x3 expand conv + ReLU)."""
+    from keras import layers
+
     x = layers.Conv2D(squeeze, 1, padding="valid", name=f"{name}_squeeze")(x)
     x = layers.ReLU(name=f"{name}_squeeze_relu")(x)
     x = layers.BatchNormalization(name=f"{name}_squeeze_bn")(x)
@@ -60,6 +60,31 @@ def fire_module(x, squeeze, expand, name):
     right = layers.ReLU(name=f"{name}_expand3x3_relu")(right)
 
     return layers.Concatenate(axis=-1, name=f"{name}_concat")([left, right])
+
+
+def check_input_size(h: int, w: int) -> None:
+    """ConfigError when an input is smaller than the valid 7x7 conv and the three 3x3/2 max pools allow."""
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise ConfigError(
+            f"squeezenet_v1_0: input {h}x{w} is too small: its valid 7x7 conv and three 3x3/2 max pools "
+            f"need at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
+        )
+
+
+def count(input_shape, num_classes) -> tuple[int, int]:
+    """(parameters, MACs) of :func:`squeezenet_v1_0`, without building it (see :mod:`mcuzoo.models.counting`)."""
+    input_shape, num_classes, _ = check_build_args("squeezenet_v1_0", input_shape, num_classes, None)
+    check_input_size(input_shape[0], input_shape[1])
+    t = Tally(input_shape).conv(96, 7, 2, "valid")
+    for stage in FIRE_STAGES:
+        t.pool(3, 2, "valid")
+        for _, squeeze, expand in stage:
+            t.conv(squeeze, 1, 1, "valid").batch_norm()
+            t.add(9 * squeeze * expand + expand, 9 * squeeze * expand * t.h * t.w)  # the 3x3 expand, beside
+            t.conv(expand, 1, 1, "valid")  # the 1x1 expand
+            t.c = 2 * expand  # concatenated
+    t.conv(num_classes, 1, 1, "valid").batch_norm().global_pool()
+    return t.counts()
 
 
 @register_model(
@@ -82,18 +107,17 @@ def fire_module(x, squeeze, expand, name):
         origin=(f"the STM32 model zoo variant ({STM32_ZOO}/tree/main/image_classification/squeezenetv1.0) of "
                    "https://github.com/forresti/SqueezeNet"),
     ),
+    counter=count,
 )
-def squeezenet_v1_0(input_shape, num_classes, dropout=None) -> keras.Model:
-    """Build SqueezeNet v1.0 (ST variant) for ``input_shape`` (H, W, C) and ``num_classes``."""
+def squeezenet_v1_0(input_shape, num_classes, dropout=None):
+    """Build SqueezeNet v1.0 (ST variant) for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
+    import keras
+    from keras import layers
+
     input_shape, num_classes, dropout = check_build_args("squeezenet_v1_0", input_shape, num_classes, dropout)
     if dropout is None:
         dropout = DEFAULT_DROPOUT
-    h, w, _ = input_shape
-    if min(h, w) < MIN_INPUT_SIZE:
-        raise ConfigError(
-            f"squeezenet_v1_0: input {h}x{w} is too small: its valid 7x7 conv and three 3x3/2 max pools "
-            f"need at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
-        )
+    check_input_size(input_shape[0], input_shape[1])
 
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(96, 7, strides=2, padding="valid", name="conv1")(inputs)

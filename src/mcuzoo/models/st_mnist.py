@@ -14,16 +14,16 @@ All padding is "same", so any input size of at least 1x1 works.
 """
 from __future__ import annotations
 
-import keras
-from keras import layers
-
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
+from .counting import Tally
 
 DEFAULT_DROPOUT = 0.5
 
 
 def conv_bn_relu(x, filters, kernel_size, strides, name):
     """Conv2D (with bias) -> BatchNormalization -> ReLU."""
+    from keras import layers
+
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
@@ -31,9 +31,20 @@ def conv_bn_relu(x, filters, kernel_size, strides, name):
 
 def dwconv_bn_relu(x, strides, name):
     """DepthwiseConv2D 3x3 (with bias) -> BatchNormalization -> ReLU."""
+    from keras import layers
+
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def count(input_shape, num_classes) -> tuple[int, int]:
+    """(parameters, MACs) of :func:`st_mnist_v1`, without building it (see :mod:`mcuzoo.models.counting`)."""
+    input_shape, num_classes, _ = check_build_args("st_mnist_v1", input_shape, num_classes, None)
+    t = Tally(input_shape)
+    t.conv(16, 3, 2).batch_norm().depthwise(3, 1).batch_norm().conv(32, 3, 1).batch_norm()
+    t.depthwise(3, 2).batch_norm().conv(64, 1, 1).batch_norm().global_pool().dense(num_classes)
+    return t.counts()
 
 
 @register_model(
@@ -56,9 +67,13 @@ def dwconv_bn_relu(x, strides, name):
         paper=None,
         origin=f"{STM32_ZOO}/tree/main/image_classification/st_mnist",
     ),
+    counter=count,
 )
-def st_mnist_v1(input_shape, num_classes, dropout=None) -> keras.Model:
-    """Build ST MNIST v1 for ``input_shape`` (H, W, C) and ``num_classes``."""
+def st_mnist_v1(input_shape, num_classes, dropout=None):
+    """Build ST MNIST v1 for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
+    import keras
+    from keras import layers
+
     input_shape, num_classes, dropout = check_build_args("st_mnist_v1", input_shape, num_classes, dropout)
     if dropout is None:
         dropout = DEFAULT_DROPOUT

@@ -50,23 +50,23 @@ def cmd_quantize(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    from ..console import print_out  # results on stdout; notes stay on stderr
+
     if "onnx" in res:
         o = res["onnx"]
-        console.print(f"{o['file']}: top-1 on {split_name} [bold]{100 * o['top1']:.2f} %[/], "
-                      f"weights {o['weights_flash_bytes']:,} B")
+        print_out(f"{o['file']}: top-1 on {split_name} [bold]{100 * o['top1']:.2f} %[/], "
+                  f"weights {o['weights_flash_bytes']:,} B")
     if "mixed" in res:
         m = res["mixed"]
-        console.print(f"{m['file']}: top-1 on {split_name} [bold]{100 * m['top1']:.2f} %[/], "
-                      f"weights {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
+        print_out(f"{m['file']}: top-1 on {split_name} [bold]{100 * m['top1']:.2f} %[/], "
+                  f"weights {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
     if "report" in res:
         from .report import REPORT_JSON, REPORT_PNG, LayerError, LayerErrors, report_table
 
         errors_json = rundir.read_json(run_dir / REPORT_JSON)
         rows = [LayerError(**r) for r in errors_json["rows"]]
         errs = LayerErrors(rows, errors_json["layers"], errors_json["unmatched"], errors_json["images"])
-        from rich.console import Console
-
-        Console(highlight=False).print(report_table(errs, limit=args.top))
+        print_out(report_table(errs, limit=args.top))
         console.print(f"report: {run_dir / REPORT_JSON}, {run_dir / REPORT_PNG}")
     return 0
 

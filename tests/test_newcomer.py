@@ -1,0 +1,161 @@
+"""A newcomer's first hour (issue 19): Unix-friendly output, the Python API equal to the CLI, config checks."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcuzoo.cli import key_matches, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra) -> dict:
+    """The environment of a fresh shell: none of the TF settings the test process (conftest) made."""
+    from mcuzoo.console import TF_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in TF_ENV}
+    env["PYTHONPATH"] = str(REPO / "src")
+    env.update(extra)
+    return env
+
+
+# ----------------------------------------------------------------------------- config --keys prefixes
+
+
+@pytest.mark.parametrize("prefix, key, hit", [
+    ("", "training.lr_schedule.name", True),
+    ("training", "training.lr_schedule.name", True),
+    ("training.", "training.epochs", True),
+    ("training.lr", "training.lr_schedule.name", True),
+    ("training.lr", "training.learning_rate", False),
+    ("training.lea", "training.learning_rate", True),
+    ("train", "training.epochs", True),
+    ("training.lr_schedule.min", "training.lr_schedule.min_lr", True),
+    ("training.lr_schedule.min", "training.reduce_lr.min_lr", False),
+    ("epochs", "training.epochs", False),
+    ("training.epochs.x", "training.epochs", False),
+])
+def test_key_matches_by_segment_prefix(prefix, key, hit):
+    assert key_matches(key, prefix) is hit
+
+
+def test_config_keys_prefix_lists_lr_schedule_on_stdout(capsys):
+    assert main(["config", "--keys", "training.lr"]) == 0
+    out, err = capsys.readouterr()
+    assert "training.lr_schedule.name" in out and "training.lr_schedule.warmup_epochs" in out
+    assert "training.learning_rate" not in out and "training.epochs" not in out
+    assert "training.lr_schedule" not in err  # the table is a result: stdout, not stderr
+
+
+def test_config_keys_json_prefix(capsys):
+    assert main(["config", "--keys", "training.lr", "--json"]) == 0
+    keys = [r["key"] for r in json.loads(capsys.readouterr().out)]
+    assert keys and all(k.startswith("training.lr_schedule.") for k in keys)
+
+
+# ----------------------------------------------------------------------------- tables never cut numbers
+
+
+def _table():
+    from rich.table import Table
+
+    t = Table(title="t")
+    for col in ("model", "parameters", "MACs", "description"):
+        t.add_column(col, justify="right" if col in ("parameters", "MACs") else "left")
+    t.add_row("st_efficientnet_lc_v1", "12,345,678", "1,234,567,890", "a long description " * 8)
+    t.add_row("st_mnist_v1", "10,372", "1,074,720", "short")
+    return t
+
+
+def test_tables_at_80_columns_keep_every_number():
+    import io
+
+    from rich.console import Console
+
+    from mcuzoo.console import protect_numbers
+
+    buf = io.StringIO()
+    t = _table()
+    protect_numbers(t)
+    Console(file=buf, width=80, force_terminal=True, color_system=None).print(t)
+    text = buf.getvalue()
+    for number in ("12,345,678", "1,234,567,890", "10,372", "1,074,720", "st_efficientnet_lc_v1"):
+        assert number in text
+    assert "…" not in text
+
+
+def test_piped_tables_are_not_wrapped(capsys, monkeypatch):
+    from mcuzoo.console import print_out
+
+    monkeypatch.setenv("COLUMNS", "40")
+    print_out(_table())
+    out = capsys.readouterr().out
+    assert "…" not in out
+    row = next(line for line in out.splitlines() if "st_efficientnet_lc_v1" in line)
+    assert "12,345,678" in row and "1,234,567,890" in row and ("a long description " * 8).strip() in row
+
+
+def test_models_table_at_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["models", "--classes", "101"]) == 0
+    out = capsys.readouterr().out
+    from mcuzoo.models import count_model
+
+    params, macs = count_model("st_efficientnet_lc_v1", (128, 128, 3), 101)
+    assert f"{params:,}" in out and f"{macs:,}" in out and "…" not in out
+
+
+# ----------------------------------------------------------------------------- a closed pipe
+
+
+def test_closed_pipe_exits_quietly():
+    """`mcuzoo ... | head -1`: no BrokenPipeError, no 'internal error', just the Unix exit status of a closed pipe."""
+    # more than a pipe's buffer (64 KiB), so that the writer meets the closed pipe
+    code = ("import sys\nfrom mcuzoo.cli import main\nfor _ in range(200):\n    rc = main(['config', '--keys'])\n"
+            "    if rc:\n        sys.exit(rc)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    p.stdout.readline()
+    p.stdout.close()  # the reader goes away after one line
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=120)
+    assert "Error" not in err and "internal error" not in err, err
+    assert rc == 141
+
+
+# ----------------------------------------------------------------------------- the Python API runs as the CLI
+
+
+def test_import_mcuzoo_sets_the_cli_environment():
+    code = ("import os, sys, mcuzoo; from mcuzoo.console import TF_ENV; "
+            "assert all(os.environ[k] == v for k, v in TF_ENV.items()), dict(os.environ); "
+            "assert 'tensorflow' not in sys.modules; "
+            "import warnings; assert any(f[0] == 'ignore' and f[2] is DeprecationWarning for f in warnings.filters)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+TINY = ["name=same", "dataset.samples_per_class=8", "training.epochs=1", "training.lr_schedule.name=plateau",
+        "training.batch_size=32",
+        "training.verbose=false", "stages=[train]"]
+
+
+def test_python_api_and_cli_train_the_same_numbers(tmp_path):
+    """mcuzoo.run in one fresh process, `mcuzoo run` in another: epoch 1 loss identical to the last bit."""
+    api = tmp_path / "api"
+    cli = tmp_path / "cli"
+    code = ("import sys, mcuzoo; cfg = mcuzoo.load_config(sys.argv[1], sys.argv[2:]); print(mcuzoo.run(cfg))")
+    a = subprocess.run([sys.executable, "-c", code, str(REPO / "configs" / "quickstart.yaml"), *TINY, f"output_dir={api}"],
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert a.returncode == 0, a.stderr[-2000:]
+    c = subprocess.run([sys.executable, "-m", "mcuzoo", "run", str(REPO / "configs" / "quickstart.yaml"), *TINY,
+                        f"output_dir={cli}"], capture_output=True, text=True, env=_env(), timeout=600)
+    assert c.returncode == 0, c.stderr[-2000:]
+    assert "oneDNN" not in a.stderr + c.stderr  # TensorFlow's start-up chatter is kept out of both
+    runs = [Path(a.stdout.strip().splitlines()[-1]), Path(c.stdout.strip().splitlines()[-1])]  # the run dir, on stdout
+    losses = [json.loads((r / "history.json").read_text())["history"]["loss"][0] for r in runs]
+    assert losses[0] == losses[1]
