@@ -442,11 +442,13 @@ interpreter.AllocateTensors();
 """
 
 
-def _preprocessing_note(info) -> str | None:
+def _preprocessing_note(info, inp: dict) -> str | None:
     if info is None:
         return None
-    return (f"Preprocessing: resize to the input size ({info.interpolation}, aspect {info.aspect}); "
-            f"the float model saw pixel * {info.rescale:g} + {info.offset:g}")
+    feed = ("feed the raw pixels (0..255): the input's quantization turns them into"
+            if inp["dtype"] == "uint8" else "the float model saw")
+    return (f"Preprocessing: resize to the input size ({info.interpolation}, aspect {info.aspect}), then "
+            f"{feed} pixel * {info.rescale:g} + {info.offset:g}")
 
 
 def _install(staging: Path, out: Path) -> None:
@@ -512,7 +514,7 @@ def export_model(model_or_run_dir, out_dir, *, offline_plan: bool = False) -> Ex
         files = {
             "model_data.cc": _model_data_cc(data, src.name),
             "model_data.h": _MODEL_DATA_H,
-            "model_settings.h": _settings_h(res, _preprocessing_note(info)),
+            "model_settings.h": _settings_h(res, _preprocessing_note(info, res.input)),
             "op_resolver.h": _resolver_h(res.operators),
             "README.md": _readme(res),
         }
