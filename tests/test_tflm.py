@@ -21,38 +21,8 @@ TOLERANCE = 0.02  # tflm_arena_bytes must be 0-2 % above the measured minimum
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the bisection forks a child per trial")
 
 
-def tflm_runs(path: Path, arena_size: int) -> bool:
-    """True when TFLM allocates and invokes ``path`` with ``arena_size`` bytes (in a child process)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            from tflite_micro.python.tflite_micro import runtime
-
-            it = runtime.Interpreter.from_file(str(path), arena_size=arena_size)
-            d = it.get_input_details(0)
-            it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
-            it.invoke()
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return status == 0
-
-
-def smallest_arena(path: Path, lo: int, hi: int) -> int:
-    """The smallest arena in (lo, hi] with which TFLM runs ``path``; TFLM must fail at lo and run at hi."""
-    assert not tflm_runs(path, lo), f"TFLM already runs {path.name} with {lo} bytes"
-    assert tflm_runs(path, hi), f"TFLM does not run {path.name} with {hi} bytes"
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if tflm_runs(path, mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+tflm_runs = tflm.tflm_runs  # a forked child per trial
+smallest_arena = tflm.smallest_arena  # bisection between a failing and a working arena size
 
 
 def check_within_tolerance(path: Path) -> tuple[int, int]:

@@ -49,7 +49,7 @@ from ..runtime import check_tflite_identifier
 from . import planner as _planner
 from .graph.tflite import offline_memory_plan
 
-__all__ = ["TflmArena", "tflm_arena", "tflm_arena_bytes", "KERNELS", "STRUCTS"]
+__all__ = ["TflmArena", "tflm_arena", "tflm_arena_bytes", "tflm_runs", "smallest_arena", "KERNELS", "STRUCTS"]
 
 ALIGN = 16  # MicroArenaBufferAlignment()
 
@@ -403,3 +403,52 @@ def _tflm_buffers(sg, n_t, ops, const, nbytes, scratch) -> list[_planner.Buffer]
     for i, (k, size) in enumerate(scratch):
         buffers.append(_planner.Buffer(f"scratch{i}", _align_up(size, ALIGN), k + 1, k + 1))
     return buffers
+
+
+# -- the ground truth: the real interpreter ----------------------------------------------------
+def tflm_runs(path, arena_size: int) -> bool:
+    """True when TFLM's interpreter allocates and invokes ``path`` (zero input) with ``arena_size`` bytes.
+
+    Each trial runs in a forked child process: TFLM can crash, not just fail, when
+    a temporary allocation does not fit. POSIX only (``os.fork``).
+    """
+    import os
+
+    import numpy as np
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            from tflite_micro.python.tflite_micro import runtime
+
+            it = runtime.Interpreter.from_file(str(path), arena_size=int(arena_size))
+            d = it.get_input_details(0)
+            it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
+            it.invoke()
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
+def smallest_arena(path, lo: int | None = None, hi: int | None = None) -> int:
+    """The smallest arena with which TFLM runs ``path``, by bisection in (lo, hi].
+
+    TFLM must fail with ``lo`` bytes and run with ``hi`` (AssertionError otherwise);
+    defaults: 0 and twice :func:`tflm_arena_bytes` (plus 64 KiB).
+    """
+    lo = 0 if lo is None else int(lo)
+    hi = 2 * tflm_arena_bytes(path) + 65536 if hi is None else int(hi)
+    assert not tflm_runs(path, lo), f"TFLM already runs {path} with {lo} bytes"
+    assert tflm_runs(path, hi), f"TFLM does not run {path} with {hi} bytes"
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if tflm_runs(path, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
