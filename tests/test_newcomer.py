@@ -159,3 +159,92 @@ def test_python_api_and_cli_train_the_same_numbers(tmp_path):
     runs = [Path(a.stdout.strip().splitlines()[-1]), Path(c.stdout.strip().splitlines()[-1])]  # the run dir, on stdout
     losses = [json.loads((r / "history.json").read_text())["history"]["loss"][0] for r in runs]
     assert losses[0] == losses[1]
+
+
+# ----------------------------------------------------------------------------- evaluate never misleads
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A tiny run trained on a class-per-folder dataset (3 classes x 20 PNGs), with a held-out test split."""
+    import numpy as np
+    from PIL import Image
+
+    from mcuzoo.config import load_config
+    from mcuzoo.pipeline import run
+
+    root = tmp_path_factory.mktemp("data") / "shapes3"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["bar", "dot", "ring"]):
+        (root / name).mkdir(parents=True)
+        for i in range(20):
+            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+            img[4 + 6 * c:10 + 6 * c, :] = 250  # a class-dependent band: learnable in one epoch or not, either is fine
+            Image.fromarray(img).save(root / name / f"{i:02d}.png")
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(None, ["name=folder", "dataset.name=folder", f"dataset.path={root}", "dataset.test_split=0.25",
+                             "dataset.validation_split=0.2", "training.epochs=1", "training.batch_size=16",
+                             "training.verbose=false", "stages=[train]", f"output_dir={out}"])
+    return run(cfg), root
+
+
+def test_evaluate_on_the_training_folder_warns_loudly(folder_run, capsys):
+    run_dir, root = folder_run
+    model = str(run_dir / "float_model.keras")
+    assert main(["evaluate", model, str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning:" in err and "not a test score" in err and "--split test" in err
+    # 60 images: 15 test, then 20 % of the other 45 for validation (9), 36 for training: 45 seen
+    assert "45 of the 60 images" in err and "training (36)" in err and "validation (9)" in err
+    assert "top-1" in out and "not a test score" in out
+    for name in ("bar", "dot", "ring"):  # per-class accuracy, in the text output too
+        assert name in out
+    assert main(["evaluate", model, str(root), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["overlap"]["in_training_split"] == 36 and res["overlap"]["in_validation_split"] == 9
+    assert res["n"] == 60
+
+
+def test_evaluate_split_test_scores_the_runs_own_test_split(folder_run, capsys):
+    run_dir, root = folder_run
+    model = str(run_dir / "float_model.keras")
+    for argv in (["evaluate", model, "--split", "test", "--json"],  # the run the model lies in
+                 ["evaluate", model, str(root), "--split", "test", "--json"],  # that folder, split as the run did
+                 ["evaluate", model, str(run_dir), "--json"],  # a run directory: its test split
+                 ["evaluate", model, str(run_dir / "config.yaml"), "--json"]):
+        assert main(argv) == 0, argv
+        out, err = capsys.readouterr()
+        res = json.loads(out)
+        assert res["n"] == 15 and res["split"] == "test" and "overlap" not in res, argv
+        assert "warning" not in err
+    assert main(["evaluate", model, "--split", "validation", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 9
+
+
+def test_evaluate_a_run_config_with_a_moved_dataset(folder_run, tmp_path, capsys):
+    """A run's split from any checkout: the data moved, dataset.path=... says where it is now."""
+    import shutil
+
+    run_dir, root = folder_run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root, moved)
+    model = str(run_dir / "float_model.keras")
+    assert main(["evaluate", model, str(run_dir / "config.yaml"), f"dataset.path={moved}", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 15 and res["split"] == "test"
+    assert main(["evaluate", model, str(root), "dataset.path=x"]) == 2  # overrides need a run's config
+    assert "overrides apply to a run's config" in capsys.readouterr().err
+
+
+def test_evaluate_on_other_data_does_not_warn(folder_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    run_dir, _ = folder_run
+    other = tmp_path / "other"
+    for name in ("bar", "dot", "ring"):
+        (other / name).mkdir(parents=True)
+        Image.fromarray(np.full((28, 28), 128, np.uint8)).save(other / name / "x.png")
+    assert main(["evaluate", str(run_dir / "float_model.keras"), str(other)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "3 images" in out

@@ -126,7 +126,39 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _evaluate_sources(args) -> tuple[str | None, str | None, list[str]]:
+    """(data, run config to take the split from, overrides) of ``mcuzoo evaluate MODEL [DATA] [key=value ...]``."""
+    from pathlib import Path
+
+    from .evaluate import run_config_of
+
+    data, overrides = args.data, list(args.overrides)
+    if data is not None and "=" in data and not Path(data).exists():  # no DATA, only overrides
+        data, overrides = None, [data, *overrides]
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"give one DATA, then key=value overrides (got {bad[0]!r})")
+    if data is not None and data.endswith((".yaml", ".yml")):
+        return data, data, overrides
+    if data is not None and (Path(data) / "config.yaml").is_file() and (
+            (Path(data) / "model_info.json").is_file() or (Path(data) / "metrics.json").is_file()):
+        return data, str(Path(data) / "config.yaml"), overrides  # a run directory
+    own = run_config_of(args.model)
+    if data is None or args.split:
+        if own is None:
+            raise ConfigError(f"{args.model} is not in a run directory (no config.yaml beside it): give the data, "
+                              "or a run's config.yaml or directory, to take the split from")
+        if data is not None:  # the folder the run was trained from, wherever it is now
+            overrides = [f"dataset.path={data}", *overrides]
+        return data, str(own), overrides
+    if overrides:
+        raise ConfigError("key=value overrides apply to a run's config: give a config.yaml or run directory "
+                          "(or --split) to use them")
+    return data, None, []
+
+
 def cmd_evaluate(args) -> int:
+    from .console import print_out
     from .data import load_eval_split
     from .models.runner import open_model
     from .models.scoring import evaluate_model
@@ -137,30 +169,73 @@ def cmd_evaluate(args) -> int:
     offset = args.offset if args.offset is not None else (info.offset if info else 0.0)
     from .runtime import runtime_arg
 
+    data, run_config, overrides = _evaluate_sources(args)
     rt = runtime_arg(args)
     backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size, rt, 1)
-    if str(args.data).endswith((".yaml", ".yml")):  # a run's config: the very split that run evaluated
+    overlap = None
+    if run_config is not None:  # a run's config: the very split that run made (its test split by default)
         from .config import load_config
         from .data import load_dataset
 
-        cfg = load_config(args.data)
+        cfg = load_config(run_config, overrides)
         dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
-        split = dataset.eval_split
+        want = args.split or ("test" if dataset.eval_split is dataset.test else "validation")
+        split = {"test": dataset.test, "validation": dataset.val, "train": dataset.train}[want]
+        if split is None or not len(split):
+            raise McuzooError(f"the run's dataset has no {want} split (try --split validation)")
         class_names = dataset.class_names
+        if info and list(info.class_names) != list(class_names):
+            raise McuzooError(f"the model's {len(info.class_names)} classes are not those of {run_config}'s dataset "
+                              f"({len(class_names)} classes)")
+        where = f"the {want} split of {run_config}" + (f" ({cfg.dataset.path})" if cfg.dataset.path else "")
+        split_name = want
     else:
         split, class_names = load_eval_split(
-            args.data, shape, class_names=info.class_names if info else None,
+            data, shape, class_names=info.class_names if info else None,
             interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
         )
+        where, split_name = str(data), None
+        from .evaluate import data_overlap, run_config_of
+
+        own = run_config_of(args.model)
+        if own is not None:
+            from .config import load_config
+
+            try:
+                overlap = data_overlap(load_config(own), own, str(data), split, class_names)
+            except McuzooError:
+                overlap = None
+        if overlap is not None:
+            console.print(f"[bold red]warning:[/] {escape_markup(overlap.warning())}")
     res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size, rt, args.workers or None)
     if args.json:
         from .rundir import json_text
 
-        print(json_text({"model": str(args.model), "data": str(args.data), **res.summary()}))
-    else:
-        how = f"{res.backend}, {res.summary()['kernels_label']}" if res.kernels else res.backend
-        console.print(f"{args.model} on {args.data} ({res.n} images, {how}): top-1 [bold]{100 * res.top1:.2f} %[/]")
+        print(json_text({"model": str(args.model), "data": str(data if data is not None else run_config),
+                         "split": split_name, **res.summary(),
+                         **({"overlap": overlap.to_json()} if overlap is not None else {})}))
+        return 0
+    from rich.table import Table
+
+    how = f"{res.backend}, {res.summary()['kernels_label']}" if res.kernels else res.backend
+    seen = " [bold red](not a test score: see the warning)[/]" if overlap is not None else ""
+    print_out(f"{escape_markup(str(args.model))} on {escape_markup(where)} ({res.n:,} images, {how}): "
+              f"top-1 [bold]{100 * res.top1:.2f} %[/]{seen}")
+    table = Table(title="per class", title_justify="left")
+    for col in ("class", "images", "correct", "top-1"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for i, name in enumerate(class_names):
+        row = res.confusion[i]
+        n = int(sum(row))
+        table.add_row(escape_markup(str(name)), f"{n:,}", f"{int(row[i]):,}", f"{100 * row[i] / n:.2f} %" if n else "-")
+    print_out(table)
     return 0
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _refresh_card(run_dir: str) -> None:
@@ -211,8 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="top-1 and per-class accuracy of a .keras, .tflite or .onnx model on a dataset")
     e.add_argument("model", help="model file (.keras, .tflite, .onnx); class names come from model_info.json beside it")
-    e.add_argument("data", help="dataset folder (class folders, EMNIST IDX, Food-101), a built-in name (glyphs36, shapes), "
-                   "or a run's config.yaml (its test split, or validation where it has none)")
+    e.add_argument("data", nargs="?", default=None,
+                   help="dataset folder (class folders, EMNIST IDX, Food-101), a built-in name (glyphs36, shapes), "
+                   "or a run's config.yaml or run directory (its test split, or validation where it has none); "
+                   "default: the run the model lies in")
+    e.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="with a run's config: overrides, e.g. dataset.path=../shared/data/flowers")
+    e.add_argument("--split", choices=("test", "validation", "train"), default=None,
+                   help="score this split of the model's run (its config.yaml beside the model, or the one given); "
+                        "with a dataset folder, the run's split of that folder")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--rescale", type=float, default=None, help="float input = pixel * rescale + offset (default: from model_info.json)")
