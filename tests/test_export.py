@@ -126,12 +126,13 @@ def _random_input(data: bytes, seed=1) -> np.ndarray:
 # -- the files ------------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
 def test_model_data_cc_compiles_to_the_same_bytes(chain, tmp_path):
-    src = tmp_path / "m" / "chain.tflite"
+    src = tmp_path / "m" / "chain\nint oops = ;\\.tflite"  # a file name cannot break out of a comment
     src.parent.mkdir()
     shutil.copyfile(chain, src)
     names = [f"c{i}" for i in range(1024)]  # the chain's output has 1024 values
     names[:4] = ['say "hi"', "back\\slash", "gänseblümchen ??=", "tab\there"]
-    info = rundir.ModelInfo(class_names=names, input_shape=(8, 8, 16), rescale=1 / 127.5, offset=-1.0)
+    info = rundir.ModelInfo(class_names=names, input_shape=(8, 8, 16), rescale=1 / 127.5, offset=-1.0,
+                            interpolation="bilinear\nint oops = ;\\")  # nor a string of model_info.json
     (src.parent / rundir.MODEL_INFO).write_text(json.dumps(info.to_json()))
     out = tmp_path / "export"
     res = export_model(src, out)
@@ -244,7 +245,7 @@ def test_export_stage_of_a_tiny_run_and_zoo_publish(tmp_path, chain):
     from mcuzoo.pipeline import run
 
     cfg = load_config(None, ["name=tiny", "dataset.samples_per_class=4", "training.epochs=1", "training.verbose=false",
-                             "quantization.calibration_samples=8", "stages=[train,quantize,export]",
+                             "quantization.calibration_samples=8", "stages=[train,quantize,export]", "export.offline_plan=true",
                              f"output_dir={tmp_path / 'runs'}"])
     run_dir = run(cfg)
     out = run_dir / rundir.EXPORT
@@ -258,6 +259,9 @@ def test_export_stage_of_a_tiny_run_and_zoo_publish(tmp_path, chain):
     assert {"AddConv2D", "AddQuantize", "AddDequantize"} <= set(methods)
     assert tflm_runs((out / "model.tflite").read_bytes(), settings(out)["kTensorArenaSize"], tmp_path)
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".export")]  # no staging left behind
+    manifest = json.loads((out / "export.json").read_text())  # export.offline_plan: nothing to gain on this model
+    plan = manifest["offline_plan"]
+    assert (plan is None and "not smaller" in manifest["notes"][0]) or plan["planned_bytes"] < plan["tflm_greedy_bytes"]
 
     dest = tmp_path / "zoo" / "m"
     dest.mkdir(parents=True)

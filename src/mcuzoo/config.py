@@ -212,6 +212,12 @@ class AnalysisConfig(_Section):
                     "fits and is the analysis target")
 
 
+class ExportConfig(_Section):
+    offline_plan: bool = Field(False,
+        description="export stage: where mcuzoo's memory plan needs fewer bytes than TFLM's greedy plan, write it "
+                    "into the exported model as TFLM's OfflineMemoryAllocation (as mcuzoo export --offline-plan)")
+
+
 class _Augmentation(_Section):
     rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a training image gets it (0: off)")
 
@@ -358,6 +364,7 @@ class Config(_Section):
     quantization: QuantizationConfig = QuantizationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    export: ExportConfig = ExportConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
 
     @field_validator("stages")

@@ -307,11 +307,17 @@ def _c_float(v: float) -> str:
     return f"{v!r}f" if v == v and v not in (float("inf"), float("-inf")) else "0.0f"
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside a // comment: printable ASCII only, no backslash (a file name or a string of
+    model_info.json can neither end the comment's line nor splice the next line into it)."""
+    return re.sub(r"[^\x20-\x7e]|\\", "?", text).replace("??", "?")
+
+
 def _model_data_cc(data: bytes, source: str) -> str:
     hexes = [f"0x{b:02x}" for b in data]
     rows = [", ".join(hexes[i : i + 12]) for i in range(0, len(hexes), 12)]
     body = ",\n    ".join(rows)
-    return (f"// {source} for TensorFlow Lite Micro, written by mcuzoo export. Do not edit.\n"
+    return (f"// {_comment(source)} for TensorFlow Lite Micro, written by mcuzoo export. Do not edit.\n"
             f'#include "model_data.h"\n\n'
             f"alignas({ALIGNMENT}) const unsigned char g_model_data[] = {{\n    {body}\n}};\n"
             f"const unsigned int g_model_data_size = {len(data)};\n")
@@ -342,7 +348,7 @@ def _settings_h(res: ExportResult, preprocessing: str | None) -> str:
         f"// Input: {i['dtype']} {'x'.join(map(str, dims))}; real value = kInputScale * (q - kInputZeroPoint)",
     ]
     if preprocessing:
-        lines.append(f"// {preprocessing}")
+        lines.append(f"// {_comment(preprocessing)}")
     lines += [
         f"using InputType = {i['c_type']};",
         f'constexpr const char* kInputDtype = "{i["dtype"]}";',

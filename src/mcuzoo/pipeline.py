@@ -200,7 +200,9 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
 
             if not int8_path.is_file():
                 raise McuzooError(f"export stage needs {int8_path} (the quantize stage)")
-            ex = export_model(run_dir, run_dir / rundir.EXPORT)
+            ex = export_model(run_dir, run_dir / rundir.EXPORT, offline_plan=cfg.export.offline_plan)
+            for note in ex.notes:
+                console.print(f"[yellow]note:[/] {note}")
             console.print(f"TFLM export: {ex.out_dir} (kTensorArenaSize {ex.tensor_arena_size:,} B, "
                           f"{len(ex.operators)} operators)")
         metrics["seconds_total"] = round(time.time() - t_start, 1)
