@@ -248,3 +248,21 @@ def test_evaluate_on_other_data_does_not_warn(folder_run, tmp_path, capsys):
     assert main(["evaluate", str(run_dir / "float_model.keras"), str(other)]) == 0
     out, err = capsys.readouterr()
     assert "warning" not in err and "3 images" in out
+
+
+# ----------------------------------------------------------------------------- config checks at config time
+
+
+@pytest.mark.parametrize("overrides, message, code", [
+    (["model.name=st_mnist"], "unknown model 'st_mnist'", 2),
+    (["model.name=squeezenet_v1_0", "model.input_shape=[16,16,3]"], "input 16x16 is too small", 2),
+    (["training.initial_weights=no/such/model.keras"], "training.initial_weights: model file not found", 1),
+])
+def test_config_makes_the_checks_run_makes(overrides, message, code, tmp_path, capsys):
+    """`mcuzoo config` refuses what `mcuzoo run` would refuse before reading data, with the same message."""
+    assert main(["config", *overrides]) == code
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *overrides, f"output_dir={tmp_path}"]) == code
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -64,6 +64,9 @@ def cmd_config(args) -> int:
     if any("=" not in o for o in overrides):
         raise ConfigError("give one config file, then key=value overrides")
     cfg = load_config(path, overrides)
+    from .pipeline import check_config
+
+    check_config(cfg)  # every check that needs no data, as `mcuzoo run` makes them
     if args.keys is not None:
         values = cfg.model_dump(mode="json")
 

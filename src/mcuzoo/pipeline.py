@@ -65,6 +65,23 @@ def _dropped_on_failure(run_dir: Path, created: bool) -> Iterator[None]:
         raise
 
 
+def check_config(cfg: Config, resume: bool = False) -> None:
+    """Every check of a config that needs no data, beyond its schema: the model exists and can take the input
+    shape, the initial weights are there. ``mcuzoo config`` and ``mcuzoo run`` (before it reads any data) both
+    call it, so that a config that ``config`` accepts fails in ``run`` only for what its data says."""
+    from .models import count_model, get_model_spec
+
+    spec = get_model_spec(cfg.model.name)  # unknown model: ConfigError naming the known ones
+    if spec.counter is not None:  # the input shape against the model's own limits (e.g. SqueezeNet's 35x35)
+        count_model(spec.name, tuple(cfg.model.input_shape), 2)
+    init = cfg.training.initial_weights
+    if not resume and "train" in cfg.stages and init:
+        if not Path(init).is_file():
+            raise McuzooError(f"training.initial_weights: model file not found: {Path(init).resolve()}")
+        if Path(init).suffix.lower() != ".keras":
+            raise ConfigError(f"training.initial_weights: {init} is not a .keras model file")
+
+
 def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: list[str] | None = None) -> Path:
     """Run the configured stages; return the run directory.
 
@@ -75,7 +92,6 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     from .data import load_run_dataset
     from .evaluate import evaluate_model
     from .rundir import ModelInfo
-    from .models import get_model_spec
     from .train import is_chief
 
     t_start = time.time()
@@ -89,10 +105,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         _check_resume_overrides(saved, cfg, run_dir)
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
-    get_model_spec(cfg.model.name)  # an unknown model fails before anything is written
-    init = cfg.training.initial_weights
-    if resume is None and "train" in cfg.stages and init and not Path(init).is_file():
-        raise McuzooError(f"training.initial_weights: model file not found: {init}")
+    check_config(cfg, resume=resume is not None)  # what needs no data fails before anything is read or written
     shape = tuple(cfg.model.input_shape)
     dataset = load_run_dataset(cfg)
     if len(dataset.class_names) < 2:  # checked before a run directory exists
