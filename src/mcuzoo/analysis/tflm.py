@@ -65,7 +65,7 @@ STRUCTS = {
     "ScratchBufferRequest": 16,
     "AllocationInfo": 32,
     "planner_per_buffer": 40,  # GreedyMemoryPlanner: BufferRequirements + 2 sort ints + ListEntry + offset
-    "planning_slack": 32,  # measured: what planning needs beyond the parts above (interpreter bookkeeping)
+    "planning_slack": 16,  # measured: up to 16 bytes of alignment between the temporaries while TFLM plans
     "max_scratch_buffers_per_op": 12,
 }
 
@@ -278,7 +278,8 @@ def _arena(data: bytes, name: str) -> TflmArena:
             n_axis = max(1, int(np.prod(shape(ins[1])))) if len(ins) > 1 and ins[1] >= 0 and shape(ins[1]) else 1
             scratch += [(k, 4 * out_elems), (k, 4 * rank), (k, 4 * n_axis)]
         temp = 0
-        for t in [*ins, *outs] if kern.temps else []:
+        # reduce_common.cc: PrepareMeanOrSumHelper holds its temporaries while PrepareSimple takes them again
+        for t in ([*ins, *outs] * (2 if kern.scratch == "reduce" else 1)) if kern.temps else []:
             if t < 0:
                 continue
             temp = _align_up(temp + st["TfLiteTensor"], 8)
