@@ -318,8 +318,9 @@ def test_gif_and_bmp_that_tf_refuses_go_through_pil(tmp_path):
 
 
 def test_decode_failure_while_iterating_is_a_data_error(tmp_path):
-    """A PNG whose deflate stream is broken under correct CRCs passes the up-front check (it reads no pixels);
-    TF's decoder then refuses it: numpy_batches / to_numpy turn that into a one-line DataError."""
+    """A PNG whose deflate stream is broken under correct CRCs: the up-front check inflates the pixel data
+    and refuses it; a split that was checked before the file changed meets TF's refusal, and numpy_batches /
+    to_numpy turn that into a one-line DataError naming the file."""
     import struct
     import zlib
 
@@ -329,8 +330,8 @@ def test_decode_failure_while_iterating_is_a_data_error(tmp_path):
     crafted = tmp_path / "crafted.png"
     crafted.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
                         + chunk(b"IDAT", b"\x78\x9c" + b"\xff" * 30) + chunk(b"IEND", b""))
-    assert inspect_file(str(crafted)).error is None
-    split = Split([0], None, [str(crafted)], (8, 8, 3))
-    with pytest.raises(DataError, match="cannot decode an image of this split") as err:
+    assert "is corrupt" in inspect_file(str(crafted)).error
+    split = Split([0], None, [str(crafted)], (8, 8, 3), decode=np.ones(1, np.int8), sizes=np.array([[8, 8]]))
+    with pytest.raises(DataError, match="crafted.png") as err:
         split.to_numpy()
     one_line(err)

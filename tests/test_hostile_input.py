@@ -534,3 +534,259 @@ def test_artifacts_follow_the_umask(mask, tmp_path_factory):
             assert stat.S_IMODE((d / rundir.LOCK_NAME).stat().st_mode) == 0o666 & ~mask
     finally:
         os.umask(old)
+
+
+# ---------------------------------------------------------------------------
+# 3. symlinks never duplicate an image or leak it across classes or splits
+
+
+def _png(path: Path, v: int = 0) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), v).save(path)
+
+
+link_ops = st.lists(st.tuples(st.sampled_from(["loop", "file_same", "file_other", "dir_other", "dir_twice"]),
+                              st.integers(0, 2), st.integers(0, 2)), max_size=5)
+
+
+@FAST
+@given(ops=link_ops, n=st.integers(1, 3))
+def test_symlinks_in_class_folders_never_duplicate_an_image(ops, n, tmp_path_factory):
+    from mcuzoo.data.folders import scan_class_folders
+    from mcuzoo.errors import DataError
+
+    root = tmp_path_factory.mktemp("links")
+    classes = ["a", "b", "c"]
+    for c in classes:
+        for i in range(n):
+            _png(root / c / "sub" / f"{i}.png", i)
+    cross = False
+    for k, (op, x, y) in enumerate(ops):
+        src, dst = root / classes[x], root / classes[y]
+        if op == "loop":  # a link to an ancestor: a directory loop
+            (src / "sub" / f"loop{k}").symlink_to(src)
+        elif op == "dir_twice":  # a second link to a folder of the same class
+            (src / f"again{k}").symlink_to(src / "sub")
+        elif op == "file_same":
+            (src / f"dup{k}.png").symlink_to(src / "sub" / "0.png")
+        elif op == "file_other":
+            (src / f"other{k}.png").symlink_to(dst / "sub" / "0.png")
+            cross |= x != y
+        elif op == "dir_other":
+            (src / f"olink{k}").symlink_to(dst / "sub")
+            cross |= x != y
+    try:
+        names, paths, labels = scan_class_folders(root)
+    except DataError as e:
+        assert cross and "is in class" in str(e), str(e)
+        return
+    assert not cross
+    reals = [os.path.realpath(p) for p in paths]
+    assert len(reals) == len(set(reals)) == 3 * n
+    assert names == classes and list(np.bincount(labels)) == [n] * 3
+
+
+def test_a_symlink_loop_puts_no_image_in_train_and_validation(tmp_path):
+    from mcuzoo.config import DatasetConfig
+    from mcuzoo.data import load_dataset
+
+    for c in "ab":
+        for i in range(10):
+            _png(tmp_path / "d" / c / f"{i}.png", i * 10)
+        (tmp_path / "d" / c / "loop").symlink_to(tmp_path / "d" / c)
+    ds = load_dataset(DatasetConfig(name="folder", path=str(tmp_path / "d"), validation_split=0.2), (8, 8, 1))
+    assert len(ds.train) + len(ds.val) == 20
+
+
+def test_a_test_folder_that_links_into_train_is_refused(tmp_path):
+    from mcuzoo.config import DatasetConfig
+    from mcuzoo.data import load_dataset
+    from mcuzoo.errors import DataError
+
+    for c in "ab":
+        for i in range(6):
+            _png(tmp_path / "train" / c / f"{i}.png", i * 10)
+        (tmp_path / "test" / c).mkdir(parents=True)
+        (tmp_path / "test" / c / "x.png").symlink_to(tmp_path / "train" / c / "0.png")
+    with pytest.raises(DataError, match="training split and in the test split"):
+        load_dataset(DatasetConfig(name="folder", path=str(tmp_path / "train"), test_path=str(tmp_path / "test")),
+                     (8, 8, 1))
+
+
+def test_food101_lines_reaching_one_image_twice_count_once(tmp_path):
+    from mcuzoo.data.folders import food101_split
+
+    for c in ("apple", "pie"):
+        _png(tmp_path / "images" / c / "1.jpg")
+    (tmp_path / "images" / "apple" / "2.jpg").symlink_to(tmp_path / "images" / "apple" / "1.jpg")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "train.txt").write_text("apple/1\napple/1\napple/2\npie/1\n")
+    paths, labels = food101_split(tmp_path, "train", ["apple", "pie"])
+    assert len(paths) == 2 and list(labels) == [0, 1]
+
+
+# ---------------------------------------------------------------------------
+# 8. the disk: full, read-only, or not a folder at all
+
+DISK_ERRNOS = [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO]
+
+
+@FAST
+@given(code=st.sampled_from(DISK_ERRNOS), at=st.sampled_from(["write", "fsync", "replace", "mkstemp"]),
+       writer=st.sampled_from(["json", "bytes", "text"]))
+def test_a_failing_disk_is_one_line_naming_the_file_and_keeps_the_old_version(code, at, writer, tmp_path_factory):
+    from unittest import mock
+
+    d = tmp_path_factory.mktemp("disk")
+    target = d / "metrics.json"
+    rundir.write_json(target, {"old": 1})
+
+    def boom(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    patch = {"write": mock.patch.object(Path, "write_bytes", boom), "fsync": mock.patch.object(os, "fsync", boom),
+             "replace": mock.patch.object(os, "replace", boom),
+             "mkstemp": mock.patch("tempfile.mkstemp", boom)}[at]
+    with patch, pytest.raises(RunDirError) as e:
+        {"json": lambda: rundir.write_json(target, {"new": 2}), "bytes": lambda: rundir.write_bytes(target, b"{}"),
+         "text": lambda: rundir.write_text(target, "{}")}[writer]()
+    assert str(target) in str(e.value) and os.strerror(code) in str(e.value) and "\n" not in str(e.value)
+    assert rundir.read_json(target) == {"old": 1}
+    assert [p.name for p in d.iterdir()] == ["metrics.json"]
+
+
+def _under_a_file(tmp_path: Path) -> Path:
+    """A folder path below a regular file: no one (root included) can create anything there."""
+    (tmp_path / "plainfile").write_text("x")
+    return tmp_path / "plainfile" / "sub"
+
+
+@pytest.mark.parametrize("argv", [
+    lambda bad: ["run", "configs/quickstart.yaml", f"output_dir={bad}", "dataset.samples_per_class=4"],
+    lambda bad: ["data", "preview", "configs/quickstart.yaml", "dataset.samples_per_class=2", "--out", bad / "p.png",
+                 "--n", "4"],
+    lambda bad: ["zoo", "index", "--zoo", bad],
+])
+def test_unwritable_outputs_are_one_line_errors_naming_the_path(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    bad = _under_a_file(tmp_path)
+    code, _, err = cli(argv(bad), capsys)
+    assert str(tmp_path / "plainfile") in clean_error(code, err)
+
+
+def test_zoo_add_to_an_unwritable_zoo_is_one_line(tmp_path, capsys):
+    run = _finished_run(tmp_path / "run")
+    code, _, err = cli(["zoo", "add", run, "--zoo", _under_a_file(tmp_path)], capsys)
+    assert str(tmp_path / "plainfile") in clean_error(code, err)
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_resume_then_finishes(tmp_path, capsys, monkeypatch):
+    """ENOSPC at the second epoch's checkpoint: a clean error, the first checkpoint intact; once space is
+    back, --resume trains the rest."""
+    from mcuzoo.train import CHECKPOINTS, read_state
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def full_disk_at_epoch_2(src, dst, *a, **k):
+        if str(dst).endswith("epoch_0002.keras"):
+            calls["n"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", full_disk_at_epoch_2)
+    args = ["run", "configs/quickstart.yaml", f"output_dir={tmp_path}", "name=r", "dataset.samples_per_class=4",
+            "training.epochs=3", "training.batch_size=64", "stages=[train]", "training.verbose=false"]
+    code, _, err = cli(args, capsys)
+    line = clean_error(code, err)
+    assert calls["n"] == 1 and "No space left on device" in line and "epoch_0002.keras" in line
+    run = tmp_path / "r"
+    assert read_state(run).epoch == 1
+    assert not [p for p in run.rglob("*") if rundir.TEMP_RE.match(p.name)]
+    monkeypatch.setattr(os, "replace", real_replace)
+    code, _, err = cli(["run", "--resume", run], capsys)
+    assert code == 0, err[-2000:]
+    assert read_state(run).epoch == 3 and (run / rundir.FLOAT_MODEL).is_file()
+
+
+# ---------------------------------------------------------------------------
+# 10. text that becomes markup; library warnings; image headers that lie
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=30))
+def test_any_class_name_is_one_code_span_in_the_card(name):
+    from markdown_it import MarkdownIt
+
+    from mcuzoo.card.text import _code, _table
+
+    span = _code(name)
+    assert "\n" not in span and "\r" not in span
+    tokens = MarkdownIt().parseInline(f"names: {span}, {_code('next')}")[0].children
+    codes = [t.content for t in tokens if t.type == "code_inline"]
+    assert len(codes) == 2 and codes[1] == "next"
+    assert codes[0].strip(" ") == __import__("re").sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", name).strip(" ") or \
+        not name.strip()
+    table = _table(["class", "n"], [[name, "1"]])
+    assert len(table.splitlines()) == 3  # header, rule, one row: no row broken by the name
+    assert MarkdownIt().enable("table").parse(table)  # still parses
+
+
+def test_library_warnings_never_leak(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from mcuzoo.console import quiet_tensorflow
+    from mcuzoo.plots import confusion_png
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_tensorflow()
+        confusion_png([[3, 1], [0, 4]], ["\U0001f600 smile", "\u2603\ufe0f snow"], tmp_path / "c.png", "t \U0001f4a5")
+        side = int((Image.MAX_IMAGE_PIXELS * 1.2) ** 0.5) + 1
+        big = tmp_path / "big.png"
+        big.write_bytes(_png_header_only(side, side))
+        from mcuzoo.data.images import inspect_file
+
+        assert "too large" in inspect_file(str(big)).error
+    assert not [str(w.message) for w in caught], [str(w.message) for w in caught]
+
+
+def _png_header_only(w: int, h: int, rows: int | None = None) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    n = min(h, 8) if rows is None else rows
+    body = zlib.compress(b"".join(b"\x00" + b"\x80" * w for _ in range(n)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", body)
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("declared", [(16, 64), (64, 64), (9, 200)])
+def test_a_png_whose_header_lies_about_its_size_is_named(declared, tmp_path, capsys):
+    from mcuzoo.config import DatasetConfig
+    from mcuzoo.data import load_dataset
+    from mcuzoo.errors import DataError
+
+    for c in "ab":
+        for i in range(5):
+            _png(tmp_path / "d" / c / f"{i}.png", i * 30)
+    liar = tmp_path / "d" / "a" / "liar.png"
+    liar.write_bytes(_png_header_only(*declared, rows=4))
+    with pytest.raises(DataError) as e:
+        load_dataset(DatasetConfig(name="folder", path=str(tmp_path / "d")), (8, 8, 1))
+    assert str(liar) in str(e.value) and "truncated" in str(e.value)
+    from mcuzoo.data.core import Split
+
+    # a split whose files were checked before the file changed: TF's decoder fails, the error still names it
+    split = Split(labels=np.zeros(1, np.int32), images=None, paths=[str(liar)], image_shape=(8, 8, 1),
+                  decode=np.ones(1, np.int8), sizes=np.array([[declared[1], declared[0]]], np.int32))
+    with pytest.raises(DataError, match=str(liar)):
+        list(split.numpy_batches(1))

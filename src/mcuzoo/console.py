@@ -115,6 +115,11 @@ def quiet_tensorflow() -> None:
     # Keras and TF warn about internals users cannot act on (e.g. shuffle on a tf.data input)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(keras|tensorflow)\b.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Pillow and matplotlib warn about inputs that mcuzoo checks itself or cannot change: a large image
+    # (refused from its header), a class name with a glyph no font has, odd EXIF or palette data
+    warnings.filterwarnings("ignore", module=r"(PIL|matplotlib)\b.*")
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
 
 @contextlib.contextmanager

@@ -415,8 +415,15 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
             logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
         else:
             callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
-            hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                             callbacks=callbacks, verbose=0)
+            try:
+                hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                                 callbacks=callbacks, verbose=0)
+            except tf.errors.OpError as e:  # a file whose pixel data lies about its header: name it
+                found = next((f for f in (dataset.train.first_undecodable(), dataset.val.first_undecodable()) if f),
+                             None)
+                if found is None:
+                    raise
+                raise McuzooError(found) from None
             logs = {k: float(v[-1]) for k, v in hist.history.items()}
         row = {
             "epoch": epoch + 1, "loss": logs.get("loss", float("nan")), "accuracy": logs.get("accuracy", float("nan")),

@@ -5,7 +5,7 @@ import re
 
 from ..layouts import DATASETS
 from .context import Context
-from .text import NOT_MEASURED, _get, _int, _pct, _table
+from .text import NOT_MEASURED, _code, _get, _int, _pct, _table
 
 
 def int8_format(kernels: str) -> str:
@@ -58,9 +58,9 @@ def _accuracy_rows(ctx: Context) -> list[list[str]]:
 
 def accuracy(ctx: Context) -> str:
     head = f"### Accuracy with {ctx.dataset_title} dataset"
-    details = DATASETS[ctx.kind].details if ctx.kind in DATASETS else f"`{ctx.dataset}` dataset"
+    details = DATASETS[ctx.kind].details if ctx.kind in DATASETS else f"{_code(ctx.dataset)} dataset"
     if ctx.kind not in DATASETS and _get(ctx.cfg, "dataset", "path"):
-        details += f" from `{_get(ctx.cfg, 'dataset', 'path')}`"
+        details += f" from {_code(_get(ctx.cfg, 'dataset', 'path'))}"
     n_eval = _get(ctx.m, "float", "n") or _get(ctx.m, "int8", "n")
     split = ctx.split or NOT_MEASURED
     split_s = f"{split} split" + (f", {n_eval:,} images" if isinstance(n_eval, int) else "")
@@ -166,7 +166,7 @@ def confusion(ctx: Context) -> str:
     if report.get("png") and (ctx.run_dir / report["png"]).is_file():
         out.append(
             "Per-layer quantization error (float activations against the int8 model's dequantized ones on "
-            f"calibration images, SQNR in dB, worst first; details in `{report.get('json', 'quant_report.json')}`):"
+            f"calibration images, SQNR in dB, worst first; details in {_code(report.get('json', 'quant_report.json'))}):"
             f"\n\n![per-layer quantization error]({report['png']})"
         )
     return "\n\n".join(out)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import rundir
 from .context import Context
-from .text import NOT_MEASURED, _affine, _get, _int, _table
+from .text import NOT_MEASURED, _affine, _code, _get, _int, _table
 
 
 def _qat_choice(qat: dict) -> str:
@@ -23,7 +23,7 @@ def network_information(ctx: Context) -> str:
         quant = f"int8 ({gran} weights, int8 activations; calibrated on {_int(q.get('calibration_images'))} training images)"
         qat = ctx.m.get("qat") or {}
         if qat.get("epoch"):
-            quant += (f"; the int8 models are made from `{qat.get('file')}`, the float model after "
+            quant += (f"; the int8 models are made from {_code(qat.get('file'))}, the float model after "
                       f"{qat['epoch']} of {qat.get('epochs')} epochs of quantization-aware fine-tuning by distillation "
                       f"(chosen on validation, {_qat_choice(qat)})")
         elif qat:
@@ -43,7 +43,7 @@ def network_information(ctx: Context) -> str:
         rows.append(["Params in the int8 graph", f"{int(ctx.a['params']):,} (batch normalisation folded into the convolutions)"])
     rows.append(["Quantization", quant])
     if q.get("size_bytes") is not None:
-        rows.append(["int8 model file", f"`{q.get('file', rundir.INT8_TFLITE)}`, {_int(q['size_bytes'])} bytes"])
+        rows.append(["int8 model file", f"{_code(q.get('file', rundir.INT8_TFLITE))}, {_int(q['size_bytes'])} bytes"])
     if ctx.spec and ctx.spec.paper:
         rows.append(["Paper", ctx.spec.paper])
     if ctx.spec:
@@ -62,7 +62,7 @@ def inputs_outputs(ctx: Context) -> str:
     p = oshape[-1] if oshape else None
     names = ""
     if ctx.class_names and len(ctx.class_names) <= 40:
-        names = ": " + ", ".join(f"`{n}`" for n in ctx.class_names)
+        names = ": " + ", ".join(_code(n) for n in ctx.class_names)
     elif ctx.class_names:
         names = f" (names in `{rundir.MODEL_INFO}`)"
     out.append(f"For an image resolution of {h}x{w} and {p} classes{names}")

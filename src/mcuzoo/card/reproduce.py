@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import rundir
 from ..layouts import DATASETS
 from .context import Context
-from .text import NOT_MEASURED, _get
+from .text import NOT_MEASURED, _code, _get
 
 
 def reproduce(ctx: Context) -> str:
@@ -12,10 +12,10 @@ def reproduce(ctx: Context) -> str:
         return f"## How to reproduce\n\n{NOT_MEASURED}: this run has no `{rundir.CONFIG}`."
     out_dir = _get(ctx.cfg, "output_dir")
     name = _get(ctx.cfg, "name")
-    where = f" into a new run directory under `{out_dir}` (`{name}2`, `{name}3`, ...)" if out_dir and name else ""
+    where = f" into a new run directory under {_code(out_dir)} ({_code(f'{name}2')}, {_code(f'{name}3')}, ...)" if out_dir and name else ""
     path_note = ""
     if _get(ctx.cfg, "dataset", "path"):
-        path_note = (f" The dataset is read from `{_get(ctx.cfg, 'dataset', 'path')}`: a relative path is taken "
+        path_note = (f" The dataset is read from {_code(_get(ctx.cfg, 'dataset', 'path'))}: a relative path is taken "
                      "from the folder the command runs in.")
     stages = _get(ctx.cfg, "stages")
     what = ", ".join(stages) if isinstance(stages, list) and stages else "train, quantize, evaluate"
@@ -36,7 +36,7 @@ def _initial_weights_note(ctx: Context) -> str:
     init = _get(ctx.cfg, "training", "initial_weights")
     if not init:
         return ""
-    return (f" Training starts from the weights in `{init}` (`training.initial_weights`), the best model of an "
+    return (f" Training starts from the weights in {_code(init)} (`training.initial_weights`), the best model of an "
             "earlier run: make that run first (its config is that run's `config.yaml`), or point the key at "
             "another copy of its `float_model.keras`.")
 
@@ -69,7 +69,7 @@ def _extras_note(ctx: Context) -> str:
 def references(ctx: Context) -> str:
     refs = DATASETS[ctx.kind].references if ctx.kind in DATASETS else ()
     if not refs:
-        what = DATASETS[ctx.kind].title if ctx.kind in DATASETS else f"`{ctx.dataset}`"
+        what = DATASETS[ctx.kind].title if ctx.kind in DATASETS else _code(ctx.dataset)
         return f"# References\n\nNo external dataset reference: {what} is not a published dataset."
     body = "\n\n".join(f'<a id="{i}">[{i}]</a>\n{r}' for i, r in enumerate(refs, 1))
     return f"# References\n\n{body}"

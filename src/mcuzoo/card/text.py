@@ -1,6 +1,8 @@
 """Small formatting helpers of the card: sizes, percentages, times, Markdown tables; "not measured" for a missing figure."""
 from __future__ import annotations
 
+import re
+
 NOT_MEASURED = "not measured"
 
 
@@ -44,9 +46,22 @@ def _affine(rescale, offset) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _code(value) -> str:
+    """``value`` (a class name, a path, a file name: text from the run's files) as one inline code span that
+    nothing in it can end or break: control characters and newlines become spaces, and the fence is longer
+    than any run of backticks inside."""
+    text = _CONTROL.sub(" ", str(value))
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip(" ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return _CONTROL.sub(" ", str(v)).replace("|", "\\|")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("-" * (len(h) + 2) for h in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import rundir
 from .context import Context
-from .text import NOT_MEASURED, _affine, _get, _int, _pct, _table
+from .text import NOT_MEASURED, _affine, _code, _get, _int, _pct, _table
 
 
 def _augmentation_text(aug) -> str:
@@ -43,7 +43,7 @@ def training(ctx: Context) -> str:
         rows.append(["Learning rate", f"{lr:g} ({kind})" if isinstance(lr, (int, float)) else NOT_MEASURED])
         rows.append(["Batch size", _int(t.get("batch_size"))])
     if t.get("initial_weights"):
-        rows.append(["Initial weights", f"`{t['initial_weights']}` (training continued from that model with a "
+        rows.append(["Initial weights", f"{_code(t['initial_weights'])} (training continued from that model with a "
                                         "fresh optimizer; epochs below count this run only)"])
     epochs = f"{tm['epochs_run']} run" if tm.get("epochs_run") is not None else NOT_MEASURED
     if t.get("epochs") is not None:

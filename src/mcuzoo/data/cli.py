@@ -126,10 +126,15 @@ def preview_grid(images: np.ndarray, titles: list[str], out: str | Path, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    from .. import rundir
+    from ..errors import ConfigError
+
     out = Path(out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fmt = out.suffix[1:].lower() or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise ConfigError(f"--out {out}: cannot write .{fmt} images (use .png)")
+    with rundir.atomic_path(out) as tmp:  # a full disk or a read-only folder: one line naming the file
+        fig.savefig(tmp, dpi=100, format=fmt)
     return out
 
 

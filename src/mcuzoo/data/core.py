@@ -432,9 +432,31 @@ class Split:
             except StopIteration:
                 return
             except tf.errors.OpError as e:  # a file changed since it was checked, or a crafted one
-                msg = (e.message or str(e)).strip().splitlines()
-                raise DataError(f"cannot decode an image of this split: {msg[0][:300] if msg else type(e).__name__}") from None
+                raise self.decode_error(e) from None
             yield x, y
+
+    def first_undecodable(self) -> str | None:
+        """``path: reason`` of the first file of this split that does not decode in full (PIL), else None:
+        called once a decoder has failed, to name the file."""
+        from .images import inspect_file, pil_decode_rgb
+
+        for p in self.paths or []:
+            info = inspect_file(p)
+            if info.error is not None:
+                return f"bad image file {p}: {info.error}"
+            try:
+                pil_decode_rgb(p)
+            except DataError as e:
+                return str(e)
+        return None
+
+    def decode_error(self, e: Exception) -> DataError:
+        """The one-line error for a decoder failure inside a tf.data pipeline over this split, naming the file."""
+        found = self.first_undecodable()
+        if found:
+            return DataError(found)
+        msg = (getattr(e, "message", None) or str(e)).strip().splitlines()
+        return DataError(f"cannot decode an image of this split: {msg[0][:300] if msg else type(e).__name__}")
 
     def to_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """All images and labels (decodes every file of a path-based split)."""

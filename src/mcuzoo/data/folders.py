@@ -21,12 +21,45 @@ def _is_image(name: str) -> bool:
 
 
 def _images_under(folder: Path) -> list[str]:
-    """Image files in folder and its subfolders, in a stable order."""
-    found = []
+    """Image files in folder and its subfolders, in a stable order.
+
+    Symlinks are followed, but a folder already walked (a symlink loop, or two links to one folder) is not
+    walked again, and a file reached twice (by a symlink) is listed once, under its first path.
+    """
+    found, seen_dirs, seen_files = [], set(), set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_image(f)]
+        for f in sorted(filenames):
+            if not _is_image(f):
+                continue
+            path = os.path.join(dirpath, f)
+            real = os.path.realpath(path)
+            if real not in seen_files:
+                seen_files.add(real)
+                found.append(path)
     return found
+
+
+def same_file_twice(groups: dict[str, list[str]]) -> tuple[str, str, str] | None:
+    """(file, group a, group b) for the first image that two groups (classes, splits) share through a symlink
+    or a second path, else None."""
+    owner: dict[str, str] = {}
+    for name, paths in groups.items():
+        for p in paths:
+            real = os.path.realpath(p)
+            other = owner.setdefault(real, name)
+            if other != name:
+                return p, other, name
+    return None
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -61,7 +94,12 @@ def scan_class_folders(root: str | Path, what: str = "dataset",
         paths += files
     if not names:
         raise DataError(f"{what} folder {root}: no class folder holds images ({', '.join(IMAGE_EXTENSIONS)})")
-    return names, paths, np.asarray(labels, dtype=np.int32)
+    lab = np.asarray(labels, dtype=np.int32)
+    twice = same_file_twice({n: [p for p, k in zip(paths, lab) if k == i] for i, n in enumerate(names)})
+    if twice:
+        raise DataError(f"{what} folder {root}: image {twice[0]} is in class '{twice[1]}' and in class '{twice[2]}' "
+                        "(a symlink or a second path to one file): an image has one class")
+    return names, paths, lab
 
 
 def empty_class_folders(root: str | Path) -> list[str]:
@@ -126,7 +164,8 @@ def food101_split(root: str | Path, split: str, class_names: list[str],
         raise DataError(f"Food-101 meta file {meta} lists no images")
     # one directory listing per class instead of a stat per image
     listed: dict[str, set[str]] = {}
-    keep = []
+    keep: list[int] = []
+    reached: set[str] = set()
     for i, p in enumerate(paths):
         d, f = os.path.split(p)
         if d not in listed:
@@ -137,6 +176,10 @@ def food101_split(root: str | Path, split: str, class_names: list[str],
                     raise DataError(f"Food-101 image folder not found: {d} (listed in {meta})") from None
                 listed[d] = set()
         if f in listed[d]:
+            real = os.path.realpath(p)
+            if real in reached:  # listed twice, or a symlink to an image already listed: once only
+                continue
+            reached.add(real)
             keep.append(i)
         elif missing is None:
             raise DataError(f"Food-101 image not found: {p} (listed in {meta})")

@@ -126,6 +126,62 @@ def jpeg_structure_error(data: bytes) -> str | None:
             pos = int(real[0])
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_data_error(path: str) -> str | None:
+    """Why the pixel data of a PNG does not fill the size its header declares (None when it does).
+
+    Pillow pads a short image quietly and TF's decoder fails with no file name, so the IDAT stream is
+    inflated here (streamed: memory stays bounded) and its length compared with what the header implies.
+    """
+    import struct
+    import zlib
+
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR" and len(body) >= 13:
+            header = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    if header is None:
+        return "is corrupt (no PNG header)"
+    w, h, depth, color, _, _, interlace = header
+    bits = _PNG_CHANNELS.get(color, 1) * depth
+
+    def rows_bytes(pw: int, ph: int) -> int:
+        return 0 if pw == 0 or ph == 0 else ph * (1 + (pw * bits + 7) // 8)
+
+    if interlace:
+        passes = ((8, 8, 0, 0), (8, 8, 4, 0), (4, 8, 0, 4), (4, 4, 2, 0), (2, 4, 0, 2), (2, 2, 1, 0), (1, 2, 0, 1))
+        expected = sum(rows_bytes((w - x0 + dx - 1) // dx if w > x0 else 0, (h - y0 + dy - 1) // dy if h > y0 else 0)
+                       for dx, dy, x0, y0 in passes)
+    else:
+        expected = rows_bytes(w, h)
+    inflater, got = zlib.decompressobj(), 0
+    try:
+        for part in idat:
+            chunk = inflater.decompress(part, 1 << 20)
+            got += len(chunk)
+            while inflater.unconsumed_tail and got <= expected:
+                chunk = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+                got += len(chunk)
+            if got > expected:
+                break
+    except zlib.error as e:
+        return f"is corrupt (pixel data: {e})"
+    if got < expected:
+        return f"is truncated (pixel data for less than its header's {w}x{h} pixels)"
+    return None
+
+
 def inspect_file(path: str) -> FileInfo:
     """Check one image file cheaply and pick its decoder; never raises."""
     from PIL import Image, UnidentifiedImageError
@@ -161,6 +217,10 @@ def inspect_file(path: str) -> FileInfo:
                     return FileInfo(error=problem)
         if not tf_ok:
             _pil_rgb(path)
+        elif fmt == "PNG":  # pixel data for fewer rows than the header declares: TF's decoder fails without the name
+            problem = png_data_error(path)
+            if problem:
+                return FileInfo(error=problem)
     except UnidentifiedImageError:
         return FileInfo(error="is not an image (no known image format inside)")
     except Image.DecompressionBombError as e:
@@ -168,7 +228,8 @@ def inspect_file(path: str) -> FileInfo:
     except Exception as e:  # whatever PIL raises on a broken file
         msg = first_line(e, None)
         if "truncated" in msg:
-            return FileInfo(error="is truncated")
+            return FileInfo(error=f"is truncated (less pixel data than its header's {width}x{height})"
+                            if "width" in locals() else "is truncated")
         return FileInfo(error=f"is corrupt ({msg[:120]})")
     if orientation >= 5:
         width, height = height, width

@@ -90,6 +90,19 @@ def _check_classes(cfg: DatasetConfig, class_names: list[str], train: Pool, extr
         notes.append(msg)
 
 
+def _check_no_shared_files(pools: dict[str, Optional[Pool]]) -> None:
+    """No image file is in two splits (a symlink from the test folder into train would leak it)."""
+    from .folders import same_file_twice
+    from .pools import Files
+
+    groups = {what: [pool.source.paths[i] for i in pool.index] for what, pool in pools.items()
+              if pool is not None and isinstance(pool.source, Files)}
+    twice = same_file_twice(groups) if len(groups) > 1 else None
+    if twice:
+        raise DataError(f"image {twice[0]} is in the {twice[1]} split and in the {twice[2]} split (a symlink or a "
+                        "second path to one file): the splits must not share images")
+
+
 def _assemble(cfg: DatasetConfig, class_names: list[str], train: Pool, test: Optional[Pool],
               image_shape, interpolation, aspect, notes: list[str], skipped: list[str],
               cap_test: bool = True, val: Optional[Pool] = None, separate: dict[str, str] | None = None) -> Dataset:
@@ -138,6 +151,7 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: Pool, test: Opt
     if "val" in separate:
         extra[f"validation split ({separate['val']})"] = val
     _check_classes(cfg, class_names, train, extra, notes, skipped)
+    _check_no_shared_files({"training": train, "validation": val, "test": test})
     tr, va, te = _materialize([train, val, test], image_shape, interpolation, aspect)
     return Dataset(name=cfg.name, class_names=list(class_names), train=tr, val=va, test=te, notes=notes,
                    skipped_files=list(skipped))
