@@ -445,7 +445,7 @@ def test_refused_runs_leave_no_run_directory(tmp_path, capsys):
         Image.new("L", (8, 8), i * 20).save(one / f"{i}.png")
     out = tmp_path / "runs"
     code, _, err = cli(["run", "configs/quickstart.yaml", "dataset.name=folder", f"dataset.path={one.parent}",
-                        f"output_dir={out}", "training.epochs=1"], capsys)
+                        f"output_dir={out}", "training.epochs=3"], capsys)
     assert code != 0 and "at least 2" in clean_error(code, err)
     assert not out.exists() or not list(out.iterdir())
 
@@ -458,7 +458,7 @@ def test_refused_initial_weights_leave_no_run_directory(tmp_path, capsys, monkey
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(other)
     out = tmp_path / "runs"
     code, _, err = cli(["run", "configs/quickstart.yaml", f"training.initial_weights={other}", f"output_dir={out}",
-                        "dataset.samples_per_class=4", "training.epochs=1", "stages=[train]"], capsys)
+                        "dataset.samples_per_class=4", "training.epochs=3", "stages=[train]"], capsys)
     assert code != 0 and "initial_weights" in clean_error(code, err)
     assert not out.exists() or not list(out.iterdir())
 
