@@ -316,3 +316,21 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(chain, tmp_path, capsy
         export_model(chain, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_zoo_exports_are_current():
+    """Each zoo folder's export/ was made from its model_int8.tflite, with today's kTensorArenaSize."""
+    import hashlib
+
+    from conftest import REPO
+
+    from mcuzoo.analysis.tflm import tflm_arena_bytes
+
+    folders = sorted(p.parent for p in REPO.glob("zoo/*/*/model_int8.tflite"))
+    for folder in folders:
+        fix = f"regenerate it: mcuzoo export {folder.relative_to(REPO)} --out {folder.relative_to(REPO)}/export"
+        out = folder / rundir.EXPORT
+        assert sorted(p.name for p in out.iterdir()) == sorted(EXPORT_FILES), fix
+        data = (folder / rundir.INT8_TFLITE).read_bytes()
+        assert json.loads((out / "export.json").read_text())["source_sha256"] == hashlib.sha256(data).hexdigest(), fix
+        assert settings(out)["kTensorArenaSize"] == -(-tflm_arena_bytes(out / "model.tflite") // 16) * 16, fix

@@ -380,7 +380,8 @@ def _settings_h(res: ExportResult, preprocessing: str | None) -> str:
     plan = " (with the offline memory plan in the model)" if res.offline_plan else ""
     lines += [
         f"// The arena TFLM needs for this model{plan}: tflm_arena_bytes {res.tflm_arena_bytes},",
-        f"// rounded up to {ALIGNMENT}.",
+        f"// rounded up to {ALIGNMENT}: TFLM's reference kernels on a 64-bit build, an upper bound on a 32-bit",
+        "// Cortex-M; CMSIS-NN kernels may add scratch buffers (check interpreter.arena_used_bytes()).",
         f"constexpr int kTensorArenaSize = {res.tensor_arena_size};",
         "",
         "#endif  // MCUZOO_MODEL_SETTINGS_H_",

@@ -34,7 +34,8 @@ constexpr const char* kClassNames[kNumClasses] = {
 };
 
 // The arena TFLM needs for this model: tflm_arena_bytes 228080,
-// rounded up to 16.
+// rounded up to 16: TFLM's reference kernels on a 64-bit build, an upper bound on a 32-bit
+// Cortex-M; CMSIS-NN kernels may add scratch buffers (check interpreter.arena_used_bytes()).
 constexpr int kTensorArenaSize = 228080;
 
 #endif  // MCUZOO_MODEL_SETTINGS_H_

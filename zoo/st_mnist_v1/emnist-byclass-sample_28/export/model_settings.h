@@ -65,7 +65,8 @@ constexpr const char* kClassNames[kNumClasses] = {
 };
 
 // The arena TFLM needs for this model: tflm_arena_bytes 13744,
-// rounded up to 16.
+// rounded up to 16: TFLM's reference kernels on a 64-bit build, an upper bound on a 32-bit
+// Cortex-M; CMSIS-NN kernels may add scratch buffers (check interpreter.arena_used_bytes()).
 constexpr int kTensorArenaSize = 13744;
 
 #endif  // MCUZOO_MODEL_SETTINGS_H_
