@@ -72,6 +72,21 @@ def test_zoo_model_is_bit_identical_to_tflm_on_real_images(model, shared_data):
     assert np.array_equal(got, want)
 
 
+def test_the_engine_is_litert_reference_kernels_only_where_they_are_tflms():
+    """SqueezeNet (no FULLY_CONNECTED) runs batched on LiteRT's reference kernels; a model with per-channel
+    FULLY_CONNECTED (ST MNIST, EfficientNet LC), where LiteRT's reference kernel rounds once and TFLM twice,
+    runs on TFLM's interpreter."""
+    from mcuzoo.runtime import REF_EXACT_OPS, open_tflite, ref_is_exact
+
+    assert "FULLY_CONNECTED" not in REF_EXACT_OPS
+    assert ref_is_exact({"CONV_2D", "MEAN", "SOFTMAX"}) and not ref_is_exact({"CONV_2D", "FULLY_CONNECTED"})
+    for model in ZOO_MODELS:
+        runner = open_tflite(model.read_bytes(), model)
+        ops = {op["op_name"] for op in runner._interp._get_ops_details()}
+        assert runner.kernels == "exact"
+        assert runner.engine == ("tflm" if "FULLY_CONNECTED" in ops else "litert-ref"), model
+
+
 def _tiny_family_model(tmp_path: Path, family: str, shape, classes: int = 5) -> Path:
     """An untrained mcuzoo model of ``family``, quantized to int8 on built-in images."""
     import keras

@@ -6,16 +6,17 @@ refused instead of taking mcuzoo down; :func:`check_tflite_tensors` refuses
 quantization parameters that no runtime can use; :func:`open_tflite` builds the
 :class:`TfliteRunner` that evaluate and predict run.
 
-Kernels (``runtime``): ``exact`` (the default) runs LiteRT's reference kernels
-(``OpResolverType.BUILTIN_REF``), whose int8 outputs are bit-identical to
-TensorFlow Lite Micro's, i.e. to what a Cortex-M computes (CMSIS-NN is tested
-bit-exact against the same reference kernels). LiteRT's optimised built-in
-kernels are not: measured on the zoo's models, MEAN with ``keep_dims`` (the
-squeeze-excite pools of EfficientNet LC) and FULLY_CONNECTED (ST MNIST) differ
-from TFLM by one step on some outputs, and XNNPACK differs on most. ``xnnpack``
-is the fast option (LiteRT's default delegate); every figure it gives is
-labelled so. A model that XNNPACK cannot prepare falls back to the built-in
-kernels, with a one-line note on stderr.
+Kernels (``runtime``): ``exact`` (the default) computes what TensorFlow Lite Micro
+computes, i.e. what a Cortex-M computes (CMSIS-NN is tested bit-exact against TFLM's
+reference kernels), bit for bit. It runs a model on LiteRT's reference kernels
+(``OpResolverType.BUILTIN_REF``, batched) where those were measured identical to TFLM's
+for every operator of the model (:data:`REF_EXACT_OPS`), and otherwise on TFLM's own
+interpreter (the ``tflite-micro`` package, one image per invoke). LiteRT's reference
+FULLY_CONNECTED with per-channel weights rounds differently (one step on about one output
+in a few thousand); LiteRT's optimised built-in kernels differ in MEAN with ``keep_dims``
+and FULLY_CONNECTED, and XNNPACK on most outputs. ``xnnpack`` is the fast option (LiteRT's
+default delegate); every figure it gives is labelled so. A model that XNNPACK cannot
+prepare falls back to the built-in kernels, with a one-line note on stderr.
 """
 from __future__ import annotations
 
@@ -201,11 +202,100 @@ def _delegate_failed(e: BaseException) -> bool:
     return "XNNPACK" in text or "Delegate" in text or "delegate" in text
 
 
+#: Operators whose LiteRT reference kernel (BUILTIN_REF) was measured bit-identical to TFLM's on the three model
+#: families (tests/test_exact.py, BENCHMARKS.md). FULLY_CONNECTED is not among them: with per-channel weights
+#: LiteRT's reference kernel rounds the requantization once where TFLM (and CMSIS-NN) round twice, so one
+#: output in a few thousand is off by one step. A model with any other operator runs on TFLM's interpreter.
+REF_EXACT_OPS = frozenset({
+    "ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D",
+    "MEAN", "MINIMUM", "MUL", "QUANTIZE", "RESHAPE", "SOFTMAX",
+})
+#: The exact path's engines: LiteRT's reference kernels (batched, faster), or TFLM's own interpreter (the
+#: ``tflite-micro`` package: one image per invoke, what the board runs).
+ENGINES = {"litert-ref": "LiteRT reference kernels", "tflm": "TFLM interpreter"}
+TFLM_ARENAS = (16 << 20, 64 << 20, 256 << 20)
+
+_TFLM_PROBE = r"""
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime as tflm
+data = sys.stdin.buffer.read()
+for arena in [int(a) for a in sys.argv[1:]]:
+    try:
+        it = tflm.Interpreter.from_bytes(data, arena_size=arena)
+        break
+    except Exception as e:
+        err = e
+else:
+    print(str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__)
+    sys.exit(3)
+d = it.get_input_details(0)
+x = np.zeros(tuple(int(v) for v in d["shape"]), np.dtype(d["dtype"]))
+it.set_input(x, 0)
+it.invoke()
+it.get_output(0)
+print(arena)
+"""
+_TFLM_PROBED: dict[str, tuple[int | None, str]] = {}  # sha256 -> (arena that works, or None; why not)
+
+
+def ref_is_exact(op_names) -> bool:
+    """Whether LiteRT's reference kernels compute what TFLM computes for a graph of these operators."""
+    return set(op_names) <= REF_EXACT_OPS
+
+
+def probe_tflm(data: bytes) -> tuple[int | None, str]:
+    """(arena size with which TFLM's interpreter loads and runs this model, "") or (None, why not); found out in a
+    child process, since a malformed model could crash TFLM. Cached per model content."""
+    import hashlib
+    import subprocess
+    import sys
+
+    key = hashlib.sha256(data).hexdigest()
+    if key not in _TFLM_PROBED:
+        try:
+            res = subprocess.run([sys.executable, "-c", _TFLM_PROBE, *map(str, TFLM_ARENAS)], input=data,
+                                 capture_output=True, timeout=PROBE_TIMEOUT_S)
+            lines = res.stdout.decode("utf-8", "replace").strip().splitlines()
+            if res.returncode == 0 and lines and lines[-1].isdigit():
+                _TFLM_PROBED[key] = (int(lines[-1]), "")
+            elif res.returncode < 0:
+                _TFLM_PROBED[key] = (None, f"TFLM crashes on it (signal {-res.returncode})")
+            else:
+                _TFLM_PROBED[key] = (None, (lines[-1] if lines else f"exit status {res.returncode}")[:200])
+        except subprocess.TimeoutExpired:
+            _TFLM_PROBED[key] = (None, f"TFLM did not run it in {PROBE_TIMEOUT_S} s")
+        except OSError as e:
+            _TFLM_PROBED[key] = (None, f"cannot start a process: {e}")
+    return _TFLM_PROBED[key]
+
+
+class _TflmEngine:
+    """TFLM's interpreter on a batch: one invoke per image (its models have batch 1)."""
+
+    def __init__(self, data: bytes, arena: int):
+        from tflite_micro.python.tflite_micro import runtime as tflm
+
+        self._data = data  # kept alive for the interpreter
+        with captured_output():
+            self._it = tflm.Interpreter.from_bytes(data, arena_size=arena)
+
+    def run(self, x):
+        import numpy as np
+
+        out = []
+        for img in x:
+            self._it.set_input(img[None], 0)
+            self._it.invoke()
+            out.append(np.array(self._it.get_output(0), copy=True))
+        return np.concatenate(out)
+
+
 _WORKER: dict = {}
 
 
-def _worker_init(data: bytes, kernels: str) -> None:
-    _WORKER["runner"] = TfliteRunner(data, "model", kernels, workers=1, _checked=True)
+def _worker_init(data: bytes, kernels: str, engine: str, arena: int | None) -> None:
+    _WORKER["runner"] = TfliteRunner(data, "model", kernels, workers=1, _checked=True, _engine=(engine, arena))
 
 
 def _worker_run(x):
@@ -222,8 +312,12 @@ class TfliteRunner:
     kernels are single-threaded, and the images of a batch are independent, so the result is the same.
     """
 
-    def __init__(self, data: bytes, path, runtime: str = EXACT, workers: int | None = 1, *, _checked: bool = False):
+    def __init__(self, data: bytes, path, runtime: str = EXACT, workers: int | None = 1, *, _checked: bool = False,
+                 _engine: tuple[str, int | None] | None = None):
         self.data, self.path = data, path
+        self.engine = ""  # the exact path's: litert-ref or tflm (see ENGINES)
+        self._tflm: _TflmEngine | None = None
+        self._arena: int | None = None
         self.kernels = check_runtime(runtime) if runtime != "builtin" else runtime
         self.workers = default_workers() if workers is None else max(1, int(workers))
         if self.kernels != EXACT:
@@ -244,6 +338,8 @@ class TfliteRunner:
                     self._fall_back(e, quiet=True)
                 self.inputs = self._interp.get_input_details()
                 self.outputs = self._interp.get_output_details()
+                if self.kernels == EXACT:
+                    self._choose_engine(_engine)
         except McuzooError:
             raise
         except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, UnicodeDecodeError (a corrupt name)...
@@ -256,6 +352,26 @@ class TfliteRunner:
     @property
     def label(self) -> str:
         return kernels_label(self.kernels)
+
+    def _choose_engine(self, given: tuple[str, int | None] | None) -> None:
+        """LiteRT's reference kernels where they are TFLM's for every operator of the model, else TFLM itself."""
+        if given is not None:
+            self.engine, self._arena = given
+        else:
+            ops = {str(op.get("op_name", "")) for op in self._interp._get_ops_details()}
+            if ref_is_exact(ops):
+                self.engine = "litert-ref"
+            else:
+                self._arena, why = probe_tflm(self.data)
+                if self._arena is None:  # TFLM cannot run it (an operator it lacks): no board to match
+                    self.engine = "litert-ref"
+                    self.fallback_note = (f"TFLM's interpreter cannot run {Path(str(self.path)).name} ({why}): "
+                                          "running LiteRT's reference kernels, which may differ from TFLM on "
+                                          f"{', '.join(sorted(ops - REF_EXACT_OPS))}")
+                else:
+                    self.engine = "tflm"
+        if self.engine == "tflm":
+            self._tflm = _TflmEngine(self.data, int(self._arena or TFLM_ARENAS[0]))
 
     def _fall_back(self, e: BaseException, quiet: bool = False) -> None:
         self.fallback_note = (f"XNNPACK could not prepare {Path(str(self.path)).name} "
@@ -276,6 +392,11 @@ class TfliteRunner:
         self._batch = n
 
     def _run_here(self, x):
+        if self._tflm is not None:
+            try:
+                return self._tflm.run(x)
+            except (ValueError, RuntimeError) as e:
+                raise ModelFileError(f"cannot run {self.path}: {_first_line(e)}") from None
         for attempt in (0, 1):
             try:
                 if self._batch != len(x):
@@ -300,7 +421,8 @@ class TfliteRunner:
                 from concurrent.futures import ProcessPoolExecutor
 
                 self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                                 initializer=_worker_init, initargs=(self.data, self.kernels))
+                                                 initializer=_worker_init,
+                                                 initargs=(self.data, self.kernels, self.engine, self._arena))
             chunks = np.array_split(x, self.workers)
             try:
                 return np.concatenate(list(self._pool.map(_worker_run, chunks)))

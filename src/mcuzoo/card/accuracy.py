@@ -123,8 +123,11 @@ def _runtimes_note(ctx: Context) -> str:
     text = "Measured with " + ", ".join(f"{r} ({' and '.join(w)})" for r, w in seen.items()) + "."
     kernels = _get(ctx.m, "int8", "kernels")
     if kernels == "exact":
-        text += (" The int8 .tflite ran on LiteRT's reference kernels, whose outputs are bit-identical to TensorFlow "
-                 "Lite Micro's: its top-1 is what the microcontroller computes.")
+        engine = _get(ctx.m, "int8", "engine")
+        on = {"tflm": "TensorFlow Lite Micro's interpreter (its reference kernels)",
+              "litert-ref": "LiteRT's reference kernels, whose outputs are bit-identical to TensorFlow Lite Micro's"}
+        text += (f" The int8 .tflite ran on {on.get(engine, on['litert-ref'])}: its top-1 is what the microcontroller "
+                 "computes.")
     elif isinstance(kernels, str) and kernels:
         text += (f" The int8 .tflite ran on {kernels_label(kernels)}: its top-1 can differ from what TensorFlow Lite "
                  "Micro computes on the board (`evaluation.runtime: exact` measures that).")

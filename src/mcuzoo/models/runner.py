@@ -23,7 +23,7 @@ from .. import rundir
 from ..data.core import preprocess
 from ..errors import McuzooError, ModelFileError, first_line
 
-__all__ = ["open_model", "kernels_of", "runtime", "MAX_INPUT_ELEMENTS"]
+__all__ = ["open_model", "kernels_of", "engine_of", "runtime", "MAX_INPUT_ELEMENTS"]
 
 
 _RUNTIME_PACKAGES = {"keras": ("keras",), "litert": ("ai-edge-litert",), "onnxruntime": ("onnxruntime",)}
@@ -115,6 +115,12 @@ def kernels_of(predict) -> str:
     "" for other formats."""
     runner = getattr(predict, "runner", None)
     return str(runner.kernels) if runner is not None else ""
+
+
+def engine_of(predict) -> str:
+    """The exact path's engine that ran a .tflite's ``predict`` (``litert-ref`` or ``tflm``); "" otherwise."""
+    runner = getattr(predict, "runner", None)
+    return str(runner.engine) if runner is not None else ""
 
 
 def _onnx_backend(path: Path, rescale: float, offset: float):

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import McuzooError
-from .runner import kernels_of, open_model, runtime
+from .runner import engine_of, kernels_of, open_model, runtime
 
 __all__ = ["EvalResult", "score", "evaluate_model", "PairedDifference", "paired_difference"]
 
@@ -29,6 +29,7 @@ class EvalResult:
     backend: str = ""
     correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per image, in split order
     kernels: str = ""  # a .tflite's: exact (TFLM reference kernels), xnnpack, builtin (XNNPACK failed to prepare)
+    engine: str = ""  # the exact path's: litert-ref (LiteRT's reference kernels) or tflm (TFLM's interpreter)
 
     def summary(self) -> dict:
         d = {"top1": round(self.top1, 6), "n": self.n, "backend": self.backend, "runtime": runtime(self.backend)}
@@ -36,6 +37,8 @@ class EvalResult:
             from ..runtime import kernels_label
 
             d.update(kernels=self.kernels, kernels_label=kernels_label(self.kernels))
+            if self.engine:
+                d["engine"] = self.engine
         return {**d, "per_class": self.per_class}
 
 
@@ -89,7 +92,8 @@ def evaluate_model(
         runner = getattr(predict, "runner", None)
         if runner is not None:
             runner.close()
-    return EvalResult(top1, n, per_class, conf, backend, np.asarray(correct, dtype=bool), kernels_of(predict))
+    return EvalResult(top1, n, per_class, conf, backend, np.asarray(correct, dtype=bool), kernels_of(predict),
+                      engine_of(predict))
 
 
 @dataclass
