@@ -173,6 +173,8 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert col["int8 top-1 (MCU-exact)"] == f"{100 * m['int8']['top1']:.2f} %"
     assert col["QDQ int8 top-1"] == f"{100 * m['onnx_qdq']['top1']:.2f} %"
     assert col["mixed w4/w8 top-1"] == "-"  # the tiny run searched no mixed model
+    a = json.loads((tiny_run / rundir.ANALYSIS).read_text())
+    assert col["TFLM arena"] == f"{a['tflm_arena_bytes'] / 1024:.2f} KiB" != col["activation RAM"]
     with pytest.raises(Exception, match="not a finished run"):
         zoo.add(tmp_path, tmp_path / "zoo")
 

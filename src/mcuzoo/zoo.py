@@ -210,6 +210,7 @@ def _row_of(m: dict, a: dict, folder: Path, zoo_dir: Path) -> dict:
                   if (m.get("mixed") or {}).get("top1") is not None and "saving_pct" in m["mixed"] else "-"),
         "flash": kib(a.get("weights_bytes")),
         "ram": kib(a.get("activation_bytes")),
+        "tflm": kib(a.get("tflm_arena_bytes")),
         "latency": f"{lat:.1f} ms (estimate)" if lat else "-",
     }
 
@@ -226,6 +227,9 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
         "folder's `metrics.json` and `analysis.json` (regenerate this table with `mcuzoo zoo index`); the",
         "accuracy is measured on the split named, never used for model selection. Memory and latency are",
         "mcuzoo's estimates (`mcuzoo analyze`), not measurements on a board. Each folder has a `MODEL_CARD.md`.",
+        "*activation RAM* is the cards' convention (activations, input and output inside); *TFLM arena* the",
+        "whole tensor arena a TensorFlow Lite Micro build needs (`tflm_arena_bytes`: planned tensors plus TFLM's",
+        "persistent buffers), checked against the real interpreter's smallest working arena.",
         "",
         "*int8 top-1* is the .tflite model (uint8 input, float32 output), MCU-exact: run on LiteRT's reference",
         "kernels, whose outputs are bit-identical to TensorFlow Lite Micro's (TFLM reference kernels), so it is what",
@@ -233,17 +237,17 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
         "int4/int8-weights model with the weights flash it saves against all-int8 (`-` when the run did not make",
         "one), both measured with ONNX Runtime.",
         "",
-        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 (MCU-exact) | QDQ int8 top-1 | mixed w4/w8 top-1 | weights flash | activation RAM | STM32H747 @ 400 MHz |",
-        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | dataset | input | classes | evaluated on (images) | float top-1 | int8 top-1 (MCU-exact) | QDQ int8 top-1 | mixed w4/w8 top-1 | weights flash | activation RAM | TFLM arena | STM32H747 @ 400 MHz |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| [{r['model']}]({r['folder']}/MODEL_CARD.md) | {r['dataset']} | {r['input']} | {r['classes']} | "
-            f"{r['split']} | {r['float']} | {r['int8']} | {r['qdq']} | {r['mixed']} | {r['flash']} | {r['ram']} | "
+            f"{r['split']} | {r['float']} | {r['int8']} | {r['qdq']} | {r['mixed']} | {r['flash']} | {r['ram']} | {r['tflm']} | "
             f"{r['latency']} |"
         )
     if not rows:
-        lines.append("| (no models yet) | | | | | | | | | | | |")
+        lines.append("| (no models yet) | | | | | | | | | | | | |")
     return rundir.write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
 
 
