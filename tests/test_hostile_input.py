@@ -790,3 +790,105 @@ def test_a_png_whose_header_lies_about_its_size_is_named(declared, tmp_path, cap
                   decode=np.ones(1, np.int8), sizes=np.array([[declared[1], declared[0]]], np.int32))
     with pytest.raises(DataError, match=str(liar)):
         list(split.numpy_batches(1))
+
+
+# ---------------------------------------------------------------------------
+# 6. a model file whose graph lies: analyze checks it against the flatbuffer / protobuf itself
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory) -> bytes:
+    from test_hostile import _tiny_tflite
+
+    return _tiny_tflite(tmp_path_factory.mktemp("tfl")).read_bytes()
+
+
+def _repack(model) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _model_t(data: bytes):
+    from ai_edge_litert import schema_py_generated as fb
+
+    return fb.ModelT.InitFromObj(fb.Model.GetRootAs(bytearray(data), 0))
+
+
+graph_lies = st.one_of(
+    st.tuples(st.just("index"), st.integers(0, 50), st.booleans(), st.integers(0, 50),
+              st.one_of(st.integers(-10**6, -2), st.integers(0, 10**6))),
+    st.tuples(st.just("swap"), st.integers(0, 50), st.integers(0, 50), st.just(0), st.just(0)),
+    st.tuples(st.just("cycle"), st.integers(0, 50), st.just(False), st.just(0), st.just(0)),
+    st.tuples(st.just("twice"), st.integers(0, 50), st.integers(0, 50), st.just(0), st.just(0)),
+    st.tuples(st.just("graph_io"), st.booleans(), st.just(0), st.just(0), st.integers(10**3, 10**6)),
+)
+
+
+def _lie(data: bytes, lie) -> tuple[bytes, bool]:
+    """The model with one lie told; False when the change happens to keep the graph valid."""
+    kind, a, b, c, v = lie
+    m = _model_t(data)
+    sg = m.subgraphs[0]
+    ops, nt = sg.operators, len(sg.tensors)
+    if kind == "index":
+        op = ops[a % len(ops)]
+        lst = op.outputs if b else op.inputs
+        lst[c % len(lst)] = v
+        if 0 <= v < nt and not b:
+            return _repack(m), False  # an existing tensor: maybe still valid, nothing to assert
+    elif kind == "swap":
+        i, j = a % len(ops), b % len(ops)
+        if i == j:
+            return data, False
+        ops[i], ops[j] = ops[j], ops[i]
+    elif kind == "cycle":  # the first operator reads the last operator's output
+        first, last = ops[0], ops[-1]
+        first.inputs[0] = last.outputs[0]
+    elif kind == "twice":
+        i, j = a % len(ops), b % len(ops)
+        if i == j:
+            return data, False
+        ops[j].outputs[0] = ops[i].outputs[0]
+    elif kind == "graph_io":
+        (sg.inputs if a else sg.outputs)[0] = nt + v
+    return _repack(m), True
+
+
+@settings(max_examples=150, deadline=None)
+@given(lie=graph_lies)
+def test_tflite_graph_lies_are_caught_from_the_flatbuffer(lie, tiny_tflite):
+    from mcuzoo.analysis.graph.tflite import check_tflite_graph
+    from mcuzoo.errors import ModelFileError
+
+    check_tflite_graph(_repack(_model_t(tiny_tflite)), Path("ok.tflite"))  # a re-packed valid model is valid
+    bad, lied = _lie(tiny_tflite, lie)
+    if not lied:
+        return
+    with pytest.raises(ModelFileError, match="malformed"):
+        check_tflite_graph(bad, Path("bad.tflite"))
+
+
+@pytest.mark.parametrize("lie", [("index", 1, False, 0, 5000), ("index", 1, False, 0, -7), ("cycle", 0, False, 0, 0),
+                                 ("swap", 0, 3, 0, 0), ("index", 0, True, 0, 5000)])
+def test_analyze_refuses_a_tflite_whose_graph_lies(lie, tiny_tflite, tmp_path, capsys):
+    bad, lied = _lie(tiny_tflite, lie)
+    assert lied
+    (tmp_path / "bad.tflite").write_bytes(bad)
+    code, out, err = cli(["analyze", tmp_path / "bad.tflite", "--no-host-latency"], capsys)
+    assert code == 1 and "malformed" in clean_error(code, err)
+    assert "fits" not in out
+
+
+def test_onnx_nodes_that_write_one_tensor_twice_are_refused(tmp_path, capsys):
+    import onnx
+    from conftest import tiny_float_onnx
+
+    m = tiny_float_onnx(np.random.default_rng(0), 1)
+    nodes = m.graph.node
+    nodes[1].output[0] = nodes[0].output[0]  # two nodes write one tensor
+    onnx.save(m, tmp_path / "twice.onnx")
+    code, out, err = cli(["analyze", tmp_path / "twice.onnx", "--no-host-latency"], capsys)
+    assert code == 1 and "malformed" in clean_error(code, err)

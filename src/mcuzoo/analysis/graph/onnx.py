@@ -286,6 +286,13 @@ def _onnx_dtype(elem_type: int) -> str:
 def _toposort(nodes, available: set[str], path: Path):
     """Nodes in a valid execution order (ONNX requires it; re-sort if a file does not comply)."""
     avail = set(available)
+    written: set[str] = set()
+    for n in nodes:  # static single assignment: one writer per tensor, and never a graph input or initializer
+        for t in n.output:
+            if t and (t in written or t in avail):
+                raise ModelFileError(f"{path} is malformed: tensor '{t}' is written twice "
+                                     f"(again by node '{n.name or n.op_type}')")
+            written.add(t)
     ordered, pending = [], list(nodes)
     while pending:
         progressed = False
