@@ -24,7 +24,7 @@ def _shape(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(f"'{text}' is not H,W,C (e.g. 128,128,3)") from None
     if len(parts) != 3 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not H,W,C (e.g. 128,128,3)")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def cmd_run(args) -> int:
@@ -110,7 +110,7 @@ def cmd_models(args) -> int:
     for col in ("model", "input", "parameters", "MACs", "description"):
         table.add_column(col, justify="right" if col in ("parameters", "MACs") else "left",
                          no_wrap=col != "description", overflow="fold")
-    rows = []
+    rows: list[dict] = []
     for spec in list_models():  # counted from each model's layer arithmetic: no Keras graph, no TensorFlow
         shape = tuple(args.input_shape) if args.input_shape else spec.default_input_shape
         try:
@@ -194,7 +194,7 @@ def cmd_evaluate(args) -> int:
         split_name = want
     else:
         split, class_names = load_eval_split(
-            data, shape, class_names=info.class_names if info else None,
+            str(data), shape, class_names=info.class_names if info else None,
             interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
         )
         where, split_name = str(data), None

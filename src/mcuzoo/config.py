@@ -396,7 +396,7 @@ class StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
+            seen = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
@@ -435,9 +435,10 @@ def _allowed_keys(model_cls: type[BaseModel], path: tuple) -> list[str]:
         field = cls.model_fields.get(str(part))
         if field is None:
             return []
-        cls = _section_of(field.annotation)  # also an optional section, e.g. training.cluster
-        if cls is None:
+        sub = _section_of(field.annotation)  # also an optional section, e.g. training.cluster
+        if sub is None:
             return []
+        cls = sub
     return sorted(cls.model_fields)
 
 

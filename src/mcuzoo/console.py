@@ -55,7 +55,7 @@ class ResultConsole(Console):
         """A closed pipe (``| head``) is handled in one place, mcuzoo.cli.main (rich would exit with 1 itself)."""
         raise BrokenPipeError
 
-    def print(self, *objects, **kwargs) -> None:  # type: ignore[override]
+    def print(self, *objects, **kwargs) -> None:
         from rich.measure import Measurement
         from rich.table import Table
 

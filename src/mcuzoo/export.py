@@ -32,6 +32,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import rundir
 from .analysis.graph.tflite import OFFLINE_PLAN_METADATA
@@ -176,7 +177,7 @@ def _pack(model) -> bytes:
 
     fb = _schema()
 
-    class AlignedBuffer(fb.BufferT):
+    class AlignedBuffer(fb.BufferT):  # type: ignore[name-defined]  # the schema module is generated
         def Pack(self, builder):  # noqa: N802 - flatbuffers' name
             data = None
             if self.data is not None:
@@ -273,7 +274,8 @@ def _offline_plan(src: Path, data: bytes, work: Path) -> tuple[bytes, dict | Non
     model = _read_model(data)
     offsets = [-1] * len(model.subgraphs[0].tensors)
     groups: dict[int, int] = {}
-    for k, (b, o) in enumerate(zip(a.plan.buffers, a.plan.offsets)):
+    plan: Any = a.plan  # a planner.Plan
+    for k, (b, o) in enumerate(zip(plan.buffers, plan.offsets)):
         for t in b.tensors:
             offsets[t] = int(o)
             groups[t] = k

@@ -73,7 +73,7 @@ def check_config(cfg: Config, resume: bool = False) -> None:
 
     spec = get_model_spec(cfg.model.name)  # unknown model: ConfigError naming the known ones
     if spec.counter is not None:  # the input shape against the model's own limits (e.g. SqueezeNet's 35x35)
-        count_model(spec.name, tuple(cfg.model.input_shape), 2)
+        count_model(spec.name, cfg.model.input_shape, 2)
     init = cfg.training.initial_weights
     if not resume and "train" in cfg.stages and init:
         if not Path(init).is_file():
@@ -106,7 +106,7 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
     check_config(cfg, resume=resume is not None)  # what needs no data fails before anything is read or written
-    shape = tuple(cfg.model.input_shape)
+    shape = cfg.model.input_shape
     dataset = load_run_dataset(cfg)
     if len(dataset.class_names) < 2:  # checked before a run directory exists
         raise DataError(f"dataset {dataset.name} has {len(dataset.class_names)} class(es): a classifier needs at least 2")
@@ -174,15 +174,15 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             for key, path in (("float", float_path), ("int8", int8_path)):
                 if not path.is_file():
                     continue
-                res = evaluate_model(
+                ev = evaluate_model(
                     path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
                     cfg.evaluation.batch_size, cfg.evaluation.runtime, cfg.evaluation.workers or None,
                 )
-                metrics[key] = res.summary()
+                metrics[key] = ev.summary()
                 metrics[key]["file"] = path.name
-                metrics[key]["confusion"] = res.confusion
-                how = f" ({res.summary()['kernels_label']})" if res.kernels else ""
-                console.print(f"{key:>5} top-1 on {split_name} ({res.n} images{how}): [bold]{100 * res.top1:.2f} %[/]")
+                metrics[key]["confusion"] = ev.confusion
+                how = f" ({ev.summary()['kernels_label']})" if ev.kernels else ""
+                console.print(f"{key:>5} top-1 on {split_name} ({ev.n} images{how}): [bold]{100 * ev.top1:.2f} %[/]")
                 if framed is not None:
                     fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
                                         cfg.preprocessing.offset, cfg.evaluation.batch_size,
@@ -243,5 +243,5 @@ def _emnist_framed(split, cfg):
 
     if split.images is None:
         raise McuzooError("evaluation.emnist_framing needs an in-memory dataset (IDX or built-in glyphs)")
-    shape = tuple(cfg.model.input_shape)
+    shape = cfg.model.input_shape
     return replace(split, images=resize_images(split.images, shape, cfg.preprocessing.interpolation, "emnist"))

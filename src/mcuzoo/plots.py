@@ -208,9 +208,9 @@ def write_plots(run_dir: str | Path) -> list[Path]:
     split = metrics.get("evaluation_split", "")
     for key, fname, label in (("float", CONFUSION_FLOAT_PNG, "float"), ("int8", CONFUSION_INT8_PNG, "int8")):
         entry = metrics.get(key)
-        conf = entry.get("confusion") if isinstance(entry, dict) else None
-        if not conf:
+        if not isinstance(entry, dict) or not entry.get("confusion"):
             continue
+        conf = entry["confusion"]
         k = len(conf)
         labels = names if names and len(names) == k else [str(i) for i in range(k)]
         what = f"{model} {label}" if model else label

@@ -133,7 +133,7 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
                                 f"more than the {limit:,} of PIL.Image.MAX_IMAGE_PIXELS)")
             im.load()  # decode now: a truncated file fails here, not later
             try:
-                im = ImageOps.exif_transpose(im)
+                im = ImageOps.exif_transpose(im)  # type: ignore[assignment]  # an Image, no longer the file
             except Exception:  # noqa: BLE001 - a broken EXIF block: keep the pixels as stored
                 pass
             pixels = _to_8bit(im)

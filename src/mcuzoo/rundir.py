@@ -16,7 +16,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from .errors import McuzooError, ModelFileError, RunDirError
 
@@ -86,7 +86,7 @@ def read_model_info(model_path: str | Path) -> ModelInfo | None:
         d = json.loads(p.read_text(encoding="utf-8"), parse_constant=no_json_constant)
         info = ModelInfo(
             class_names=[str(c) for c in d["class_names"]],
-            input_shape=tuple(int(v) for v in d["input_shape"]),
+            input_shape=cast("tuple[int, int, int]", tuple(int(v) for v in d["input_shape"])),
             rescale=float(d["rescale"]), offset=float(d["offset"]),
             model=str(d.get("model", "")), dataset=str(d.get("dataset", "")),
             interpolation=str(d.get("interpolation", "bilinear")),
@@ -138,7 +138,7 @@ def remove_temp_files(folder: str | Path) -> list[str]:
 
     Call it only while holding the folder's RunLock: a live writer's temp file would go too.
     """
-    removed = []
+    removed: list[str] = []
     folder = Path(folder)
     try:
         entries = list(folder.iterdir())

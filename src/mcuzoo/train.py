@@ -365,7 +365,7 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
             _restore_seed_states(model, state.seed_states)
         else:
             state = TrainState(learning_rate=base_lr)
-            model = build_model(cfg.model.name, tuple(cfg.model.input_shape), len(dataset.class_names), dropout=cfg.model.dropout,
+            model = build_model(cfg.model.name, cfg.model.input_shape, len(dataset.class_names), dropout=cfg.model.dropout,
                                   batch_norm_momentum=cfg.model.batch_norm_momentum)
             if t.initial_weights:
                 _load_initial_weights(model, t.initial_weights)
@@ -541,7 +541,7 @@ def _inference_copy(model, cfg: Config, num_classes: int):
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        twin = build_model(cfg.model.name, tuple(cfg.model.input_shape), num_classes, dropout=cfg.model.dropout,
+        twin = build_model(cfg.model.name, cfg.model.input_shape, num_classes, dropout=cfg.model.dropout,
                                   batch_norm_momentum=cfg.model.batch_norm_momentum)
         twin.set_weights(model.get_weights())
     finally:

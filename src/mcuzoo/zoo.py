@@ -137,7 +137,7 @@ def _same_onnx(src: Path, dest: Path, probes: int = 4) -> bool:
         if sig != _onnx_inputs(b) or [o.name for o in a.get_outputs()] != [o.name for o in b.get_outputs()]:
             return False
         rng = np.random.default_rng(0)
-        feed = {}
+        feed: dict[str, np.ndarray] = {}
         for name, kind, shape in sig:
             shape = [d if d is not None and d > 0 else 2 for d in shape]
             if kind == "tensor(uint8)":

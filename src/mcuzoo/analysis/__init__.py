@@ -112,6 +112,7 @@ def analyze(model_path, target: "str | _boards.Board | None" = None, plot: str |
     """
     if runtime not in _boards.RUNTIMES:
         raise McuzooError(f"unknown runtime '{runtime}' (one of {', '.join(_boards.RUNTIMES)})")
+    board: _boards.Board | None
     if isinstance(target, _boards.Board):
         board = target
     else:
@@ -164,6 +165,7 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
         plan.order = list(order)
         if best is None or plan.arena < best.arena or (plan.arena == best.arena and order == base_order):
             best, best_lb = plan, lb
+    assert best is not None and best_lb is not None and lb_best_order is not None  # orders holds base_order
     if baseline.arena < best.arena:  # ours never does worse than the baseline
         best, best_lb = baseline, _planner.lower_bound(base_buffers)
     lb_best_order = min(lb_best_order, best_lb)

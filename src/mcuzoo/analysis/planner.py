@@ -276,13 +276,17 @@ def plan_offsets(buffers: list[Buffer], *, time_budget_s: float = 0.25, seed: in
         return Plan([], [], "empty")
     lb = lower_bound(buffers)
     nb = _neighbours(buffers)
-    best_offsets, best_arena, best_method, best_order = None, None, "", None
+    best_offsets: list[int] = []
+    best_arena: int | None = None
+    best_method = ""
+    best_order: tuple[list[int], bool] = ([], False)
     for name, order in _orderings(buffers).items():
         for bf in (False, True):
             offs = place(buffers, order, bf, nb)
             a = _arena(buffers, offs)
             if best_arena is None or a < best_arena:
                 best_offsets, best_arena, best_method, best_order = offs, a, f"{name}/{'best' if bf else 'first'}-fit", (order, bf)
+    assert best_arena is not None  # _orderings gives at least one order
     # local search: move one buffer that ends at the arena's top earlier in the placement order
     rng = random.Random(seed)
     deadline = time.perf_counter() + time_budget_s

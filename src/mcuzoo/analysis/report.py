@@ -23,10 +23,12 @@ def _count(n: int) -> str:
 
 def render(analysis, console) -> None:
     """Print the per-layer table, the totals and the board fits of ``analysis`` on a rich console."""
+    from rich.console import JustifyMethod
     from rich.table import Table
 
     a = analysis
     table = Table(title=f"{Path(a.model).name} ({a.format}, {len(a.layers)} layers)", title_justify="left")
+    just: JustifyMethod
     for col, just in (
         ("#", "right"),
         ("layer", "left"),

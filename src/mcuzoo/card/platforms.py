@@ -42,7 +42,7 @@ def platforms(ctx: Context) -> str:
     warned = [f"{n}: {b.get('note') or b['warning']}" for n, b in boards.items()
               if isinstance(b, dict) and (b.get("note") or (b.get("fits") and b.get("warning")))]
     notes += [f"\\* {w}" for w in warned]
-    fits_on = ctx.a.get("fits_on")
+    fits_on = (ctx.a or {}).get("fits_on")
     if isinstance(fits_on, list):
         notes.append("Fits on: " + (", ".join(fits_on) if fits_on else "none of the known boards") + ".")
     return (f"{head}\n\n"

@@ -119,7 +119,7 @@ def _render_char(font: ImageFont.FreeTypeFont, ch: str, size: int, stroke: int =
 @functools.lru_cache(maxsize=1)
 def glyph_faces() -> tuple[tuple[str, object], ...]:
     """Usable faces as (name, font source): every installed face that draws 36 distinct glyphs."""
-    faces = []
+    faces: list[tuple[str, str | None]] = []
     for path in _font_files():
         if _names_ok(path) is False:
             continue
@@ -128,7 +128,7 @@ def glyph_faces() -> tuple[tuple[str, object], ...]:
         except Exception:
             continue
         renders = [_render_char(font, ch, 64) for ch in GLYPH_CLASSES]
-        if any(r is None for r in renders) or len({r.tobytes() for r in renders}) != len(renders):
+        if any(r is None for r in renders) or len({r.tobytes() for r in renders if r is not None}) != len(renders):
             continue
         faces.append((path.name, str(path)))
     if not faces:
@@ -166,16 +166,20 @@ def _prerendered(canvas_h: int, canvas_w: int) -> np.ndarray:
         font = _load_face(source, max(8, int(round(1.2 * m))))
         for ci, ch in enumerate(GLYPH_CLASSES):
             base = _render_char(font, ch, big)
-            x0, y0, x1, y1 = base.getbbox()
+            bbox = base.getbbox() if base is not None else None
+            assert bbox is not None  # glyph_faces kept only faces that draw every glyph
+            x0, y0, x1, y1 = bbox
             s = box / max(x1 - x0, y1 - y0)
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             region = (cx - canvas_w / (2 * s), cy - canvas_h / (2 * s), cx + canvas_w / (2 * s), cy + canvas_h / (2 * s))
             for ti, level in enumerate(THICKNESS_LEVELS):
+                img: Image.Image | None
                 if level <= 0:
                     img = base
                 else:
                     img = _render_char(font, ch, big, stroke=max(1, int(round(level * unit / s))))
-                out[fi, ci, ti] = np.asarray(img.resize((canvas_w, canvas_h), Image.LANCZOS, box=region))
+                assert img is not None
+                out[fi, ci, ti] = np.asarray(img.resize((canvas_w, canvas_h), Image.Resampling.LANCZOS, box=region))
     plain = out[:, :, THICKNESS_LEVELS.index(0)]
     for ti, level in enumerate(THICKNESS_LEVELS):
         if level < 0:
@@ -241,7 +245,7 @@ def render_glyphs(per_class: int, image_shape, rng: np.random.Generator) -> tupl
     face, thick, labels_l, blur_l = face.tolist(), thick.tolist(), labels.tolist(), blur.tolist()
     for i in range(n):
         img = Image.fromarray(glyphs[face[i], labels_l[i], thick[i]])
-        img = img.transform((cw_, ch_), Image.AFFINE, tuple(coeffs[i]), resample=Image.BILINEAR)
+        img = img.transform((cw_, ch_), Image.Transform.AFFINE, tuple(coeffs[i]), resample=Image.Resampling.BILINEAR)
         if ss > 1:
             img = img.reduce(ss)
         if blur_l[i] > 0.1:

@@ -334,6 +334,7 @@ class Split:
         idx = np.asarray(indices, dtype=np.int64)
         if self.images is not None:
             return self._like(self.labels[idx], images=self.images[idx])
+        assert self.paths is not None  # a split holds images or paths
         return self._like(self.labels[idx], paths=[self.paths[i] for i in idx],
                           decode=self.decode[idx] if self.decode is not None else None,
                           sizes=self.sizes[idx] if self.sizes is not None else None)
@@ -343,6 +344,7 @@ class Split:
         if self.decode is None:
             from .images import index_files
 
+            assert self.paths is not None  # only file splits have no decoder codes
             index = index_files(self.paths, skip_bad=False, what="split")
             self.decode, self.sizes = index.decode, index.sizes
         return self.decode

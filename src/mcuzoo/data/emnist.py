@@ -149,7 +149,7 @@ class IdxImages:
             start, pos = 0, 0
             while pos < len(wanted):
                 n = min(chunk_n, self.count - start)
-                view = memoryview(buf)[:n * per]
+                view = memoryview(buf)[:n * per]  # type: ignore[arg-type]  # an ndarray is a buffer
                 try:
                     got = f.readinto(view)
                 except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:

@@ -82,7 +82,9 @@ def scan_class_folders(root: str | Path, what: str = "dataset",
         n_loose = sum(1 for p in root.iterdir() if p.is_file() and _is_image(p.name))
         hint = f" ({n_loose} images lie directly in it; put them in one folder per class)" if n_loose else ""
         raise DataError(f"{what} folder {root} has no class subfolders{hint}")
-    names, paths, labels = [], [], []
+    names: list[str] = []
+    paths: list[str] = []
+    labels: list[int] = []
     for d in classes:
         files = _images_under(d)
         if not files:

@@ -119,8 +119,8 @@ def jpeg_structure_error(data: bytes) -> str | None:
         pos += 2 + length
         if m == 0xDA:  # entropy-coded data up to the next real marker
             ff = np.flatnonzero(arr[pos:n - 1] == 0xFF) + pos
-            nxt = arr[ff + 1]
-            real = ff[(nxt != 0x00) & (nxt != 0xFF) & ((nxt < 0xD0) | (nxt > 0xD7))]
+            after = arr[ff + 1]
+            real = ff[(after != 0x00) & (after != 0xFF) & ((after < 0xD0) | (after > 0xD7))]
             if not len(real):
                 return "is truncated (no end-of-image marker)"
             pos = int(real[0])
@@ -289,7 +289,7 @@ def _pil_rgb(path: str) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
+        im = ImageOps.exif_transpose(im)  # type: ignore[assignment]  # an Image, no longer the file
         mode = im.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             a = np.asarray(im, dtype=np.float64)

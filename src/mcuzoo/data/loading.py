@@ -37,6 +37,7 @@ def _materialize(pools: list[Optional[Pool]], image_shape, interpolation, aspect
     """Splits of the pools; pools sharing an array source are read in one pass into one buffer."""
     out: list[Optional[Split]] = [None] * len(pools)
     groups: dict[int, list[int]] = {}
+    live: dict[int, Pool] = {}  # the pools read from arrays
     for i, p in enumerate(pools):
         if p is None:
             continue
@@ -45,16 +46,17 @@ def _materialize(pools: list[Optional[Pool]], image_shape, interpolation, aspect
             out[i] = Split(p.labels, None, [s.paths[j] for j in p.index], image_shape, interpolation, aspect,
                            decode=s.decode[p.index], sizes=s.sizes[p.index])
         else:
+            live[i] = p
             groups.setdefault(id(p.source), []).append(i)
     for members in groups.values():
-        source = pools[members[0]].source
-        images = source.read(np.concatenate([pools[i].index for i in members]))
+        source = live[members[0]].source
+        images = source.read(np.concatenate([live[i].index for i in members]))
         at = 0
         for i in members:
-            n = len(pools[i])
+            n = len(live[i])
             view = images[at:at + n]
             at += n
-            out[i] = Split(pools[i].labels, resize_images(view, image_shape, interpolation, aspect), None,
+            out[i] = Split(live[i].labels, resize_images(view, image_shape, interpolation, aspect), None,
                            image_shape, interpolation, aspect)
         del images
     return out
@@ -145,14 +147,15 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: Pool, test: Opt
         notes.append(f"validation split from {cfg.val_path}: {len(val)} images (validation_split not used)")
     if len(train) == 0:
         raise DataError(f"dataset '{cfg.name}' leaves no training images")
-    extra = {}
-    if "test" in separate:
+    extra: dict[str, Pool] = {}
+    if "test" in separate and test is not None:  # separate names only given pools
         extra[f"test split ({separate['test']})"] = test
-    if "val" in separate:
+    if "val" in separate and val is not None:
         extra[f"validation split ({separate['val']})"] = val
     _check_classes(cfg, class_names, train, extra, notes, skipped)
     _check_no_shared_files({"training": train, "validation": val, "test": test})
     tr, va, te = _materialize([train, val, test], image_shape, interpolation, aspect)
+    assert tr is not None and va is not None  # from the pools train and val, which are given
     return Dataset(name=cfg.name, class_names=list(class_names), train=tr, val=va, test=te, notes=notes,
                    skipped_files=list(skipped))
 
@@ -160,7 +163,7 @@ def _assemble(cfg: DatasetConfig, class_names: list[str], train: Pool, test: Opt
 def load_run_dataset(cfg: Config) -> Dataset:
     """The dataset of a run's config, at its model's input shape and with its preprocessing."""
     p = cfg.preprocessing
-    return load_dataset(cfg.dataset, tuple(cfg.model.input_shape), p.interpolation, aspect=p.aspect)
+    return load_dataset(cfg.dataset, cfg.model.input_shape, p.interpolation, aspect=p.aspect)
 
 
 def load_dataset(cfg: DatasetConfig, image_shape: tuple[int, int, int], interpolation: str = "bilinear",
@@ -221,4 +224,6 @@ def load_eval_split(path: str, image_shape, class_names: list[str] | None = None
         model_names = [str(n) for n in class_names]
         pool = Pool(_map_to_model(pool.labels, names, model_names, what), pool.source, pool.index)
         names = model_names
-    return _materialize([pool], image_shape, interpolation, aspect)[0], list(names)
+    split = _materialize([pool], image_shape, interpolation, aspect)[0]
+    assert split is not None
+    return split, list(names)

@@ -26,9 +26,12 @@ Public API::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "ModelSpec",
@@ -105,7 +108,7 @@ def register_model(
         _REGISTRY[name] = ModelSpec(
             name=name,
             description=description,
-            default_input_shape=tuple(default_input_shape),
+            default_input_shape=cast("tuple[int, int, int]", tuple(default_input_shape)),
             default_rescale=float(default_rescale),
             default_offset=float(default_offset),
             builder=fn,
@@ -175,7 +178,7 @@ def _is_int(v) -> bool:
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None,
-                batch_norm_momentum: float | None = None):
+                batch_norm_momentum: float | None = None) -> keras.Model:
     """Build registered model ``name`` for ``input_shape`` (H, W, C) and ``num_classes``.
 
     ``dropout`` overrides the model's top dropout (None: the model's default);

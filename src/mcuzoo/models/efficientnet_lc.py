@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TYPE_CHECKING
 
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
 from .counting import Tally
+
+if TYPE_CHECKING:
+    import keras
 
 WIDTH_COEFFICIENT = 0.45
 DEPTH_COEFFICIENT = 1.0
@@ -139,7 +143,7 @@ def count(input_shape, num_classes) -> tuple[int, int]:
             filters = block_in * args["expand_ratio"]
             if args["expand_ratio"] != 1:
                 t.conv(filters, 1).batch_norm()
-            t.depthwise(args["kernel_size"], args["strides"] if j == 0 else 1).batch_norm()
+            t.depthwise(int(args["kernel_size"]), int(args["strides"]) if j == 0 else 1).batch_norm()
             se = max(1, int(block_in * 0.25))  # squeeze-excitation: two 1x1 convs on the pooled map
             t.add(filters * se + se + se * filters + filters, 2 * filters * se)
             t.conv(filters_out, 1).batch_norm()
@@ -175,7 +179,7 @@ def count(input_shape, num_classes) -> tuple[int, int]:
     ),
     counter=count,
 )
-def st_efficientnet_lc_v1(input_shape, num_classes, dropout=None):
+def st_efficientnet_lc_v1(input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None) -> keras.Model:
     """Build ST EfficientNet LC v1 for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
     import keras
     from keras import layers

@@ -7,9 +7,13 @@ layers (:mod:`mcuzoo.models.layers`) before it loads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..console import captured_output
 from ..errors import ModelFileError, first_line
+
+if TYPE_CHECKING:
+    import keras
 
 
 #: Largest uncompressed sizes accepted in a .keras archive (Keras reads its members whole into memory):
@@ -35,7 +39,7 @@ def _check_keras_archive(path: Path) -> None:
         raise ModelFileError(f"cannot load Keras model {path}: the archive is too large ({total:,} bytes uncompressed)")
 
 
-def load_keras_model(path: str | Path, compile: bool = False):
+def load_keras_model(path: str | Path, compile: bool = False) -> "keras.Model":
     """Load a .keras file with safe mode on (no code from files runs)."""
     import keras
 

@@ -46,18 +46,20 @@ def runtime(backend: str) -> str:
 # backends: each returns (input_shape, predict(uint8 batch) -> probabilities)
 
 
-def _need_preprocessing(path: Path, rescale: float | None) -> None:
+def _need_preprocessing(path: Path, rescale: float | None) -> float:
+    """``rescale``, which a float-input model needs: an error naming the missing model_info.json when it is None."""
     if rescale is None:
         raise McuzooError(
             f"{path} takes float input and its preprocessing is unknown (no {rundir.MODEL_INFO} beside it): "
             "pass --rescale and --offset"
         )
+    return rescale
 
 
-def _keras_backend(path: Path, rescale: float, offset: float):
+def _keras_backend(path: Path, rescale: float | None, offset: float):
     from .loading import load_keras_model
 
-    _need_preprocessing(path, rescale)
+    scale = _need_preprocessing(path, rescale)
 
     model = load_keras_model(path)
     try:
@@ -68,7 +70,7 @@ def _keras_backend(path: Path, rescale: float, offset: float):
 
     def predict(x: np.ndarray) -> np.ndarray:
         try:
-            return np.asarray(model(preprocess(x, rescale, offset), training=False))
+            return np.asarray(model(preprocess(x, scale, offset), training=False))
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - a model that loads but cannot run (TF and Keras error types)
@@ -77,7 +79,7 @@ def _keras_backend(path: Path, rescale: float, offset: float):
     return shape, predict
 
 
-def _tflite_backend(path: Path, rescale: float, offset: float, runtime: str, workers: int | None):
+def _tflite_backend(path: Path, rescale: float | None, offset: float, runtime: str, workers: int | None):
     from ..runtime import open_tflite
 
     runner = open_tflite(path.read_bytes(), path, runtime, workers)
@@ -87,15 +89,14 @@ def _tflite_backend(path: Path, rescale: float, offset: float, runtime: str, wor
                              "has one input and one output")
     inp, out = inputs[0], outputs[0]
     shape = tuple(int(d) for d in inp["shape"][1:])
-    if inp["dtype"] != np.uint8:
-        _need_preprocessing(path, rescale)
+    scale = _need_preprocessing(path, rescale) if inp["dtype"] != np.uint8 else 1.0  # raw pixels need none
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = out["quantization"]
 
     def to_input(x: np.ndarray) -> np.ndarray:
         if inp["dtype"] == np.uint8:
             return x.astype(np.uint8)
-        f = preprocess(x, rescale, offset)
+        f = preprocess(x, scale, offset)
         if inp["dtype"] == np.int8:
             return np.clip(np.round(f / in_scale + in_zp), -128, 127).astype(np.int8)
         return f.astype(inp["dtype"])
@@ -123,7 +124,7 @@ def engine_of(predict) -> str:
     return str(runner.engine) if runner is not None else ""
 
 
-def _onnx_backend(path: Path, rescale: float, offset: float):
+def _onnx_backend(path: Path, rescale: float | None, offset: float):
     import onnxruntime as ort
 
     try:
@@ -136,8 +137,7 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
         raise ModelFileError(f"{path}: input {inp.name} has no fixed (H, W, C) shape: {inp.shape}")
     shape = tuple(int(d) for d in dims)
     uint8_in = inp.type == "tensor(uint8)"
-    if not uint8_in:
-        _need_preprocessing(path, rescale)
+    scale = 1.0 if uint8_in else _need_preprocessing(path, rescale)  # raw pixels need none
 
     fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
     if fixed_batch is not None and fixed_batch * max(1, math.prod(shape)) > MAX_INPUT_ELEMENTS:
@@ -150,7 +150,7 @@ def _onnx_backend(path: Path, rescale: float, offset: float):
             raise ModelFileError(f"cannot run ONNX model {path}: {first_line(e)}") from None
 
     def predict(x: np.ndarray) -> np.ndarray:
-        feed = x.astype(np.uint8) if uint8_in else preprocess(x, rescale, offset)
+        feed = x.astype(np.uint8) if uint8_in else preprocess(x, scale, offset)
         if fixed_batch is None:
             return run_one(feed)
         # a model exported with a fixed batch (often 1): feed it chunks of that size, padding the last
@@ -181,7 +181,7 @@ def _check_input_shape(path: Path, shape: tuple) -> tuple:
     return shape
 
 
-def open_model(path: str | Path, rescale: float, offset: float, batch_size: int = 256, runtime: str = "exact",
+def open_model(path: str | Path, rescale: float | None, offset: float, batch_size: int = 256, runtime: str = "exact",
                workers: int | None = None):
     """(backend name, input shape, predict) for a model file, chosen by its extension.
 

@@ -24,7 +24,7 @@ __all__ = ["EvalResult", "score", "evaluate_model", "PairedDifference", "paired_
 class EvalResult:
     top1: float
     n: int
-    per_class: dict[str, float]
+    per_class: dict[str, float | None]  # None: a class without images in the split
     confusion: list[list[int]] = field(repr=False)
     backend: str = ""
     correct: np.ndarray | None = field(default=None, repr=False, compare=False)  # per image, in split order
@@ -47,7 +47,7 @@ def score(
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     class_names: list[str],
     correct: list | None = None,
-) -> tuple[float, int, dict[str, float], list[list[int]]]:
+) -> tuple[float, int, dict[str, float | None], list[list[int]]]:
     """(top-1, images, per-class top-1, confusion matrix); ``correct``, if given, gains one bool per image."""
     k = len(class_names)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -72,7 +72,7 @@ def evaluate_model(
     model_path: str | Path,
     split,
     class_names: list[str],
-    rescale: float,
+    rescale: float | None,
     offset: float,
     batch_size: int = 256,
     runtime: str = "exact",

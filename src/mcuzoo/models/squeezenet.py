@@ -14,9 +14,14 @@ at least 35x35 (smaller inputs raise ConfigError).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
 from .counting import Tally
+
+if TYPE_CHECKING:
+    import keras
 
 DEFAULT_DROPOUT = 0.5
 
@@ -109,7 +114,7 @@ def count(input_shape, num_classes) -> tuple[int, int]:
     ),
     counter=count,
 )
-def squeezenet_v1_0(input_shape, num_classes, dropout=None):
+def squeezenet_v1_0(input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None) -> keras.Model:
     """Build SqueezeNet v1.0 (ST variant) for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
     import keras
     from keras import layers

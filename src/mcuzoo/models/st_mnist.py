@@ -14,8 +14,13 @@ All padding is "same", so any input size of at least 1x1 works.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import STM32_ZOO, ModelCard, check_build_args, register_model
 from .counting import Tally
+
+if TYPE_CHECKING:
+    import keras
 
 DEFAULT_DROPOUT = 0.5
 
@@ -69,7 +74,7 @@ def count(input_shape, num_classes) -> tuple[int, int]:
     ),
     counter=count,
 )
-def st_mnist_v1(input_shape, num_classes, dropout=None):
+def st_mnist_v1(input_shape: tuple[int, int, int], num_classes: int, dropout: float | None = None) -> keras.Model:
     """Build ST MNIST v1 for ``input_shape`` (H, W, C) and ``num_classes`` (a ``keras.Model``)."""
     import keras
     from keras import layers

@@ -55,7 +55,7 @@ import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -177,7 +177,7 @@ def rank_weights(prepared_path: str | Path, weights: list[dict], per_channel: bo
 def search_mixed(
     float_onnx_path: str | Path,
     calibration,
-    eval_fn: Callable[[Path], float],
+    eval_fn: Callable[[Path], Any],  # a top-1, or per-image correctness (see the module doc)
     tolerance: float = 0.015,
     out_dir: str | Path | None = None,
     stem: str = "model",
@@ -281,6 +281,7 @@ def search_mixed(
                 return drop <= tolerance + 1e-12
             return max(drop, 0.0) + z * se <= tolerance + 1e-12
 
+        best: frozenset[str]
         if passes(frozenset()):
             best = frozenset()
         else:

@@ -54,7 +54,7 @@ MAX_OPSET = 21
 TF2ONNX_MAX_OPSET = 18   # newest opset tf2onnx 1.17 writes; higher ones are reached with onnx's version converter
 WEIGHT_OPS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0}  # op -> per-channel axis of its weight input
 
-_BITS = {}  # onnx TensorProto data type -> bits, filled lazily
+_BITS: dict[int, int] = {}  # onnx TensorProto data type -> bits, filled lazily
 
 
 def float_onnx_name(stem: str = "model") -> str:
@@ -230,7 +230,7 @@ def export_float_onnx(model_or_path, out_path: str | Path, opset: int = MIN_OPSE
     log: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mcuzoo_onnx_") as tmp:
         raw = Path(tmp) / "export.onnx"
-        error = None
+        error: Exception | None = None
         with captured_output() as log, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf2onnx's numpy-2 shims warn on import
             try:

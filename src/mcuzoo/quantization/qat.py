@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -376,7 +377,7 @@ def finetune_qat(
     ref_probs, labels = val_probs(Path(float_path))
     reference = ref_probs.argmax(axis=1) == labels
     history: list[dict] = []
-    best = {"epoch": 0, "key": None}
+    best: dict[str, Any] = {"epoch": 0, "key": None}
     with tempfile.TemporaryDirectory(prefix="mcuzoo_qat_") as tmpd:
         tmp = Path(tmpd)
 

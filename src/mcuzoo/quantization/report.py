@@ -321,6 +321,7 @@ def quant_report(
 
 
 def report_table(errors: LayerErrors, limit: int | None = None):
+    from rich.console import JustifyMethod
     from rich.table import Table
 
     title = f"quantization error per layer, worst first ({errors.matched} of {errors.layers_total} layers matched, " \
@@ -331,6 +332,7 @@ def report_table(errors: LayerErrors, limit: int | None = None):
     # numbers are never cut: the layer name folds and the type is shortened first on a narrow terminal
     widths = {"#": len(str(len(rows))), "shape": max(map(len, shapes), default=5), "SQNR dB": 7, "cosine": 6,
               "RMSE": 6, "layer": 12}
+    just: JustifyMethod
     for col, just in (("#", "right"), ("layer", "left"), ("type", "left"), ("shape", "left"),
                       ("SQNR dB", "right"), ("cosine", "right"), ("RMSE", "right")):
         if col == "type":
@@ -377,7 +379,7 @@ def write_report(errors: LayerErrors, png_path: str | Path, json_path: str | Pat
         ax.set_yticklabels([r.layer for r in rows], fontsize=7 if n > 40 else 8)
         ax.invert_yaxis()  # worst at the top
         for yi, v in zip(y, vals):
-            ax.text(max(v, 0) + 0.3, yi, f"{v:.1f}", va="center", fontsize=6 if n > 40 else 7)
+            ax.text(max(v, 0) + 0.3, float(yi), f"{v:.1f}", va="center", fontsize=6 if n > 40 else 7)
     else:
         ax.text(0.5, 0.5, "no layer matched", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("SQNR (dB), float vs int8 activations; higher is better")
@@ -403,7 +405,7 @@ def tflite_weights_flash(path: str | Path) -> dict:
         interp = Interpreter(model_content=data)
     written = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}
     inputs = {d["index"] for d in interp.get_input_details()}
-    out = {"int8_params": 0, "int32_params": 0, "float_params": 0, "other_params": 0, "weight_bytes": 0,
+    out: dict[str, float] = {"int8_params": 0, "int32_params": 0, "float_params": 0, "other_params": 0, "weight_bytes": 0,
            "scale_bytes": 0}
     for d in interp.get_tensor_details():
         i = d["index"]

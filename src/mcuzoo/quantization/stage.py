@@ -12,13 +12,18 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import rundir
 from ..console import console
 from ..errors import McuzooError
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data import Dataset, Split
 
-def run_stage(cfg, dataset, run_dir: str | Path) -> dict:
+
+def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
     """Quantize the run in ``run_dir``; return its metrics.json entries (qat, onnx_qdq, mixed, quant_report, quantization)."""
     from .qat import QAT_MODEL, finetune_qat
     from .tflite import quantize_tflite
@@ -66,7 +71,7 @@ def _qopt(cfg, name: str, default):
     return getattr(cfg.quantization, name, default)
 
 
-def run_quant_extras(cfg, dataset, run_dir: str | Path, eval_split=None, onnx: bool | None = None,
+def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_split: Split | None = None, onnx: bool | None = None,
                      mixed: bool | None = None, report: bool | None = None, options: dict | None = None) -> dict:
     """ONNX QDQ / mixed int4-int8 / per-layer report for a run directory, as ``cfg.quantization`` says.
 

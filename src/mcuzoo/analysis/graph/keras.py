@@ -56,7 +56,7 @@ def graph_from_keras(model, path: str = "<keras model>") -> Graph:
         if inner is None or not hasattr(inner, "_nodes_by_depth"):
             raise ModelFileError(f"{path}: only functional or sequential Keras models can be analyzed")
         model = inner
-    macs_by_name = {}
+    macs_by_name: dict[str, int] = {}
     for row in model_summary(model):
         top = row.name.split("/")[0]
         macs_by_name[top] = macs_by_name.get(top, 0) + row.macs

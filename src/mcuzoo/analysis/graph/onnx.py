@@ -155,8 +155,8 @@ def load_onnx(path: Path) -> Graph:
     for n in nodes:
         if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits:
             shape, dtype, _ = inits[n.input[0]]
-            nq = inits[n.input[1]][0] if len(n.input) > 1 and n.input[1] in inits else ()
-            weight_storage[n.output[0]] = (shape, dtype, math.prod(nq) if nq else 1)
+            qshape = inits[n.input[1]][0] if len(n.input) > 1 and n.input[1] in inits else ()
+            weight_storage[n.output[0]] = (shape, dtype, math.prod(qshape) if qshape else 1)
             drop.add(id(n))
     for n in nodes:
         if n.op_type != "QuantizeLinear" or not n.input or n.input[0] in inits:
@@ -211,11 +211,10 @@ def load_onnx(path: Path) -> Graph:
             shape, dtype, _ = inits[name]
             tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), const=True)
         else:
-            shape, dtype = infos.get(name, (None, "float32"))
-            if shape is None:
+            ishape, dtype = infos.get(name, (None, "float32"))
+            if ishape is None:
                 raise ModelFileError(f"{path}: the shape of tensor '{name}' cannot be inferred (dynamic shapes are not supported)")
-            if shape and shape[0] == 0:
-                shape = (1,) + shape[1:]
+            shape = (1,) + ishape[1:] if ishape and ishape[0] == 0 else ishape
             tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), quant_channels=int8_acts.get(name, 0))
         return tid
 
@@ -267,7 +266,7 @@ def load_onnx(path: Path) -> Graph:
 def _onnx_dtype(elem_type: int) -> str:
     import onnx
 
-    special = {
+    special: dict[int, str] = {
         onnx.TensorProto.INT4: "int4",
         onnx.TensorProto.UINT4: "uint4",
         onnx.TensorProto.BOOL: "bool",

@@ -61,6 +61,7 @@ def load_eval(path: Path, given: str, image_shape: tuple[int, int, int], skip: b
             images, keep, y = emnist.open_pair(*pair)
             return emnist.class_names(path, emnist.PREFERRED_PREFIX), Pool(y, images, keep), f"EMNIST file {pair[0]}"
         mat = emnist.find_mat(path)
+    assert mat is not None  # detect saw EMNIST files: an IDX pair or the .mat file
     content = emnist.open_mat(mat)
     rows, keep, y = content["test"] or content["train"]
     return content["names"], Pool(y, rows, keep), f"EMNIST file {mat}"
