@@ -1,18 +1,27 @@
 """Evaluation stage: top-1, per-class accuracy and confusion matrix of a model file.
 
-Entry point: :func:`evaluate_model` (:mod:`mcuzoo.models.scoring`), for .keras, .tflite
+Entry points: :func:`run_stage` (the stage of ``mcuzoo run``) and :func:`evaluate_model` (:mod:`mcuzoo.models.scoring`), for .keras, .tflite
 and .onnx files, each run by its runtime (:mod:`mcuzoo.models.runner`). The quantization
 stage scores its candidates with the same function, upstream of this stage; this module
 keeps the evaluate stage's names in one place.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from . import rundir
+from .console import console
+from .errors import McuzooError
 from .models.runner import MAX_INPUT_ELEMENTS, kernels_of, open_model, runtime
 from .models.scoring import EvalResult, PairedDifference, evaluate_model, paired_difference, score
 from .rundir import ModelInfo, read_model_info
 
+if TYPE_CHECKING:
+    from .config import Config
+    from .data import Dataset, Split
+
 __all__ = ["evaluate_model", "EvalResult", "score", "open_model", "kernels_of", "runtime", "MAX_INPUT_ELEMENTS",
-           "PairedDifference", "paired_difference", "ModelInfo", "read_model_info"]
+           "PairedDifference", "paired_difference", "ModelInfo", "read_model_info", "run_stage"]
 
 
 # ----------------------------------------------------------------------------- scoring a model on data it has seen
@@ -103,3 +112,51 @@ def data_overlap(run_cfg, run_config_path: str | Path, data_path: str, split, cl
     if not reads_train:
         return None
     return Overlap(len(split), len(dataset.train), len(dataset.val), str(run_config_path), test_n, assumed)
+
+
+# ----------------------------------------------------------------------------- the stage of mcuzoo run
+
+
+def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
+    """Score the run's float and int8 models on its evaluation split (test, else validation); metrics.json's
+    ``evaluation_split``, ``float`` and ``int8`` entries (with ``evaluation.emnist_framing``, also framed as EMNIST)."""
+    run_dir = Path(run_dir)
+    float_path = run_dir / rundir.FLOAT_MODEL
+    int8_path = run_dir / rundir.INT8_TFLITE
+    split_name, split = dataset.eval_split_name, dataset.eval_split
+    if split_name != "test":
+        console.print("[yellow]note:[/] no test split: evaluating on the validation split")
+    metrics: dict = {"evaluation_split": split_name}
+    framed = _emnist_framed(split, cfg) if cfg.evaluation.emnist_framing else None
+    for key, path in (("float", float_path), ("int8", int8_path)):
+        if not path.is_file():
+            continue
+        ev = evaluate_model(
+            path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
+            cfg.evaluation.batch_size, cfg.evaluation.runtime, cfg.evaluation.workers or None,
+        )
+        metrics[key] = ev.summary()
+        metrics[key]["file"] = path.name
+        metrics[key]["confusion"] = ev.confusion
+        how = f" ({ev.summary()['kernels_label']})" if ev.kernels else ""
+        console.print(f"{key:>5} top-1 on {split_name} ({ev.n} images{how}): [bold]{100 * ev.top1:.2f} %[/]")
+        if framed is not None:
+            fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
+                                cfg.preprocessing.offset, cfg.evaluation.batch_size,
+                                cfg.evaluation.runtime, cfg.evaluation.workers or None)
+            metrics[key]["top1_emnist_framing"] = round(fr.top1, 6)
+            console.print(f"{key:>5} top-1 on {split_name}, glyphs framed as EMNIST: "
+                          f"[bold]{100 * fr.top1:.2f} %[/]")
+    return metrics
+
+
+def _emnist_framed(split: Split, cfg: Config) -> Split:
+    """The evaluation split with its glyphs framed as NIST's EMNIST (``evaluation.emnist_framing``)."""
+    from dataclasses import replace
+
+    from .data.core import resize_images
+
+    if split.images is None:
+        raise McuzooError("evaluation.emnist_framing needs an in-memory dataset (IDX or built-in glyphs)")
+    shape = cfg.model.input_shape
+    return replace(split, images=resize_images(split.images, shape, cfg.preprocessing.interpolation, "emnist"))

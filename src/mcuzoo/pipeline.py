@@ -9,12 +9,15 @@ import contextlib
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from . import rundir
 from .config import STAGES, Config, config_to_yaml
 from .console import console
 from .errors import ConfigError, DataError, McuzooError, RunDirError
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 
 # the metrics.json entries each stage writes (a resumed run that skips a stage keeps that stage's entries)
@@ -87,11 +90,13 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
 
     With ``resume``, continue the run in that directory from its last checkpoint
     (its saved config.yaml, with ``overrides`` applied, e.g. more epochs).
+
+    A little over a screen: the checks before anything is written, then one call per stage in the
+    flow's order (:data:`mcuzoo.config.STAGES`), each a function of its own; it stays one function so
+    that the order of the stages and the metrics they merge read top to bottom in one place.
     """
     from .config import load_config
     from .data import load_run_dataset
-    from .evaluate import evaluate_model
-    from .rundir import ModelInfo
     from .train import is_chief
 
     t_start = time.time()
@@ -106,7 +111,6 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
     check_config(cfg, resume=resume is not None)  # what needs no data fails before anything is read or written
-    shape = cfg.model.input_shape
     dataset = load_run_dataset(cfg)
     if len(dataset.class_names) < 2:  # checked before a run directory exists
         raise DataError(f"dataset {dataset.name} has {len(dataset.class_names)} class(es): a classifier needs at least 2")
@@ -131,93 +135,22 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
         if resume is not None:  # `stages=[evaluate]` on a resume runs those stages now; the run keeps all it had
             kept = cfg.model_copy(update={"stages": [s for s in STAGES if s in saved_stages or s in cfg.stages]})
         rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(kept))
-        for note in dataset.notes:
-            console.print(f"[yellow]note:[/] {note}")
-        info = ModelInfo(
-            class_names=list(dataset.class_names), input_shape=shape,
-            rescale=cfg.preprocessing.rescale, offset=cfg.preprocessing.offset,
-            model=cfg.model.name, dataset=dataset.name, interpolation=cfg.preprocessing.interpolation,
-            aspect=cfg.preprocessing.aspect,
-        )
-        rundir.write_json(run_dir / rundir.MODEL_INFO, info.to_json())
-        if dataset.skipped_files:
-            rundir.write_text(run_dir / "skipped_files.txt", "\n".join(dataset.skipped_files) + "\n")
-            console.print(f"[yellow]note:[/] skipped {len(dataset.skipped_files)} unreadable files "
-                          f"(listed in {run_dir / 'skipped_files.txt'})")
-        metrics: dict = {
-            "model": cfg.model.name, "dataset": dataset.name, "input_shape": list(shape),
-            "num_classes": len(dataset.class_names), "notes": list(dataset.notes),
-            "skipped_files": len(dataset.skipped_files),
-        }
+        metrics = _start_run(cfg, dataset, run_dir)
 
-        float_path = run_dir / rundir.FLOAT_MODEL
-        int8_path = run_dir / rundir.INT8_TFLITE
         if "train" in cfg.stages:
-            from .train import train
-
-            res = train(cfg, dataset, run_dir, resume=resume is not None)
-            metrics["training"] = {
-                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
-                "best_val_accuracy": round(res.best_val_accuracy, 6), "seconds": round(res.seconds, 1),
-                "replicas": res.replicas, "distribution": cfg.training.distribution,
-            }
+            metrics["training"] = _train_stage(cfg, dataset, run_dir, resume is not None)
         if "quantize" in cfg.stages:
             from .quantization import run_stage as quantize_stage
 
             metrics.update(quantize_stage(cfg, dataset, run_dir))
         if "evaluate" in cfg.stages:
-            split_name, split = dataset.eval_split_name, dataset.eval_split
-            if split_name != "test":
-                console.print("[yellow]note:[/] no test split: evaluating on the validation split")
-            metrics["evaluation_split"] = split_name
-            framed = _emnist_framed(split, cfg) if cfg.evaluation.emnist_framing else None
-            for key, path in (("float", float_path), ("int8", int8_path)):
-                if not path.is_file():
-                    continue
-                ev = evaluate_model(
-                    path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-                    cfg.evaluation.batch_size, cfg.evaluation.runtime, cfg.evaluation.workers or None,
-                )
-                metrics[key] = ev.summary()
-                metrics[key]["file"] = path.name
-                metrics[key]["confusion"] = ev.confusion
-                how = f" ({ev.summary()['kernels_label']})" if ev.kernels else ""
-                console.print(f"{key:>5} top-1 on {split_name} ({ev.n} images{how}): [bold]{100 * ev.top1:.2f} %[/]")
-                if framed is not None:
-                    fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
-                                        cfg.preprocessing.offset, cfg.evaluation.batch_size,
-                                        cfg.evaluation.runtime, cfg.evaluation.workers or None)
-                    metrics[key]["top1_emnist_framing"] = round(fr.top1, 6)
-                    console.print(f"{key:>5} top-1 on {split_name}, glyphs framed as EMNIST: "
-                                  f"[bold]{100 * fr.top1:.2f} %[/]")
+            from .evaluate import run_stage as evaluate_stage
+
+            metrics.update(evaluate_stage(cfg, dataset, run_dir))
         if "analyze" in cfg.stages:
-            from .analysis import analyze
-
-            target = int8_path if int8_path.is_file() else float_path
-            if not target.is_file():
-                raise McuzooError(f"analyze stage needs {int8_path} or {float_path}")
-            from .analysis.boards import load_board_file
-
-            board = load_board_file(cfg.analysis.board_file) if cfg.analysis.board_file else None
-            aj = analyze(target, board, plot=run_dir / "memory_timeline.png", runtime=cfg.analysis.runtime).to_json()
-            rundir.write_json(run_dir / rundir.ANALYSIS, aj)
-            console.print(
-                f"analysis of {target.name}: weights flash {aj['weights_bytes'] / 1024:.2f} KiB, activation RAM "
-                f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena)"
-                + (f", TFLM arena {aj['tflm_arena_bytes'] / 1024:.2f} KiB" if aj.get("tflm_arena_bytes") else "")
-                + f", {aj['macs']:,} MACs; "
-                f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
-            )
+            _analyze_stage(cfg, run_dir)
         if "export" in cfg.stages:
-            from .export import export_model
-
-            if not int8_path.is_file():
-                raise McuzooError(f"export stage needs {int8_path} (the quantize stage)")
-            ex = export_model(run_dir, run_dir / rundir.EXPORT, offline_plan=cfg.export.offline_plan)
-            for note in ex.notes:
-                console.print(f"[yellow]note:[/] {note}")
-            console.print(f"TFLM export: {ex.out_dir} (kTensorArenaSize {ex.tensor_arena_size:,} B, "
-                          f"{len(ex.operators)} operators)")
+            _export_stage(cfg, run_dir)
         metrics["seconds_total"] = round(time.time() - t_start, 1)
         if resume is not None:  # what the stages that did not run now measured before stays
             old = _previous_metrics(run_dir)
@@ -235,13 +168,76 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     return run_dir
 
 
-def _emnist_framed(split, cfg):
-    """The evaluation split with its glyphs framed as NIST's EMNIST (``evaluation.emnist_framing``)."""
-    from dataclasses import replace
+def _start_run(cfg: Config, dataset: Dataset, run_dir: Path) -> dict:
+    """Write the run's model_info.json (and skipped_files.txt); the first metrics.json entries."""
+    from .rundir import ModelInfo
 
-    from .data.core import resize_images
-
-    if split.images is None:
-        raise McuzooError("evaluation.emnist_framing needs an in-memory dataset (IDX or built-in glyphs)")
     shape = cfg.model.input_shape
-    return replace(split, images=resize_images(split.images, shape, cfg.preprocessing.interpolation, "emnist"))
+    for note in dataset.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    info = ModelInfo(
+        class_names=list(dataset.class_names), input_shape=shape,
+        rescale=cfg.preprocessing.rescale, offset=cfg.preprocessing.offset,
+        model=cfg.model.name, dataset=dataset.name, interpolation=cfg.preprocessing.interpolation,
+        aspect=cfg.preprocessing.aspect,
+    )
+    rundir.write_json(run_dir / rundir.MODEL_INFO, info.to_json())
+    if dataset.skipped_files:
+        rundir.write_text(run_dir / "skipped_files.txt", "\n".join(dataset.skipped_files) + "\n")
+        console.print(f"[yellow]note:[/] skipped {len(dataset.skipped_files)} unreadable files "
+                      f"(listed in {run_dir / 'skipped_files.txt'})")
+    metrics: dict = {
+        "model": cfg.model.name, "dataset": dataset.name, "input_shape": list(shape),
+        "num_classes": len(dataset.class_names), "notes": list(dataset.notes),
+        "skipped_files": len(dataset.skipped_files),
+    }
+    return metrics
+
+
+def _train_stage(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> dict:
+    """Train (or continue training) into ``run_dir``; metrics.json's ``training`` entry."""
+    from .train import train
+
+    res = train(cfg, dataset, run_dir, resume=resume)
+    return {
+        "epochs_run": res.epochs_run, "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
+        "best_val_accuracy": round(res.best_val_accuracy, 6), "seconds": round(res.seconds, 1),
+        "replicas": res.replicas, "distribution": cfg.training.distribution,
+    }
+
+
+def _analyze_stage(cfg: Config, run_dir: Path) -> None:
+    """analysis.json and memory_timeline.png of the int8 model (the float model without one)."""
+    float_path = run_dir / rundir.FLOAT_MODEL
+    int8_path = run_dir / rundir.INT8_TFLITE
+    from .analysis import analyze
+
+    target = int8_path if int8_path.is_file() else float_path
+    if not target.is_file():
+        raise McuzooError(f"analyze stage needs {int8_path} or {float_path}")
+    from .analysis.boards import load_board_file
+
+    board = load_board_file(cfg.analysis.board_file) if cfg.analysis.board_file else None
+    aj = analyze(target, board, plot=run_dir / "memory_timeline.png", runtime=cfg.analysis.runtime).to_json()
+    rundir.write_json(run_dir / rundir.ANALYSIS, aj)
+    console.print(
+        f"analysis of {target.name}: weights flash {aj['weights_bytes'] / 1024:.2f} KiB, activation RAM "
+        f"{aj['activation_bytes'] / 1024:.2f} KiB (input/output in the arena)"
+        + (f", TFLM arena {aj['tflm_arena_bytes'] / 1024:.2f} KiB" if aj.get("tflm_arena_bytes") else "")
+        + f", {aj['macs']:,} MACs; "
+        f"fits on: {', '.join(aj['fits_on']) or 'no listed board'}"
+    )
+
+
+def _export_stage(cfg: Config, run_dir: Path) -> None:
+    """The TFLM export of the int8 model (``export/``)."""
+    int8_path = run_dir / rundir.INT8_TFLITE
+    from .export import export_model
+
+    if not int8_path.is_file():
+        raise McuzooError(f"export stage needs {int8_path} (the quantize stage)")
+    ex = export_model(run_dir, run_dir / rundir.EXPORT, offline_plan=cfg.export.offline_plan)
+    for note in ex.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"TFLM export: {ex.out_dir} (kTensorArenaSize {ex.tensor_arena_size:,} B, "
+                  f"{len(ex.operators)} operators)")

@@ -201,6 +201,10 @@ def search_mixed(
     the module's docstring).
     ``tolerance`` is in the same unit (0.015: 1.5 points). ``keep_int8`` also
     writes the all-int8 reference as ``<stem>_qdq_int8_opset21.onnx``.
+
+    Longer than a screen on purpose: the candidates' cache, the pass rule and the bisection share the
+    scored models and the reference's per-image results, and read in the order the module doc describes
+    (score the ends, bisect on the ranking, refine, keep the smallest passing model).
     """
     cal: Calibration = as_calibration(calibration, rescale, offset)
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):

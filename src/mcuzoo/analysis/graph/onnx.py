@@ -66,6 +66,12 @@ QOPERATOR_DATA_INPUTS = {
 
 
 def load_onnx(path: Path) -> Graph:
+    """The :class:`Graph` of an .onnx file (see the module doc).
+
+    Longer than a screen: checking, shape inference, QDQ folding and building the tensors and operators share
+    the folded names (``rename``, ``drop``) and the per-tensor storage found on the way; split, they would pass
+    half a dozen dictionaries between them.
+    """
     try:
         import onnx
         from onnx import numpy_helper, shape_inference
