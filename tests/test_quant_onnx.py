@@ -402,6 +402,24 @@ def test_quantize_verb_on_a_run_directory(trained, capsys):
     assert not [n for n in names if n.startswith(".")]
 
 
+def test_the_quantize_stage_draws_its_calibration_images_once(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from mcuzoo.config import load_config
+    from mcuzoo.data import Split
+    from mcuzoo.quantization import run_stage
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    cfg = load_config(run / rundir.CONFIG, ["quantization.report=true", "quantization.report_images=8"])
+    draws = []
+    take = Split.take
+    monkeypatch.setattr(Split, "take", lambda self, n, seed=0: draws.append(n) or take(self, n, seed))
+    metrics = run_stage(cfg, trained["ds"], run)
+    assert draws == [64]  # the .tflite and the per-layer report use the one draw
+    assert metrics["quantization"]["calibration_images"] == 64 and "quant_report" in metrics
+
+
 def test_run_quant_extras_does_nothing_unless_asked(trained):
     from mcuzoo.config import load_config
     from mcuzoo.quantization.stage import run_quant_extras

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .. import rundir
 from ..console import console
 from ..errors import McuzooError
@@ -57,7 +59,7 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
         source, calib, int8_path, cfg.preprocessing.rescale, cfg.preprocessing.offset,
         per_channel=qc.per_channel,
     )
-    merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split))
+    merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split, calibration=calib))
     metrics["quantization"] = {
         "file": int8_path.name, "source": source.name, "per_channel": cfg.quantization.per_channel,
         "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,
@@ -72,7 +74,8 @@ def _qopt(cfg, name: str, default):
 
 
 def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_split: Split | None = None, onnx: bool | None = None,
-                     mixed: bool | None = None, report: bool | None = None, options: dict | None = None) -> dict:
+                     mixed: bool | None = None, report: bool | None = None, options: dict | None = None,
+                     calibration: np.ndarray | None = None) -> dict:
     """ONNX QDQ / mixed int4-int8 / per-layer report for a run directory, as ``cfg.quantization`` says.
 
     Reads ``float_model.keras`` (and ``model_int8.tflite`` for the report) from
@@ -83,7 +86,9 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     override the config flags; ``options`` overrides other settings by name
     (per_channel, calibration_method, calibration_samples, onnx_opset,
     onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
-    mixed_rank, report_images). Returns a dict for metrics.json.
+    mixed_rank, report_images). ``calibration``: the calibration images already drawn
+    (:func:`run_stage` passes its own, so that a run draws and decodes them once); without it,
+    ``calibration_samples`` training images are drawn with the dataset's seed. Returns a dict for metrics.json.
     """
     from ..models.runner import runtime
     from ..models.scoring import evaluate_model
@@ -119,7 +124,8 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     n_cal = int(opts["calibration_samples"] if opts.get("calibration_samples") is not None
                 else cfg.quantization.calibration_samples)
     seed = cfg.dataset.seed
-    calib = dataset.train.take(n_cal, seed=seed)
+    # the images the quantize stage calibrated the .tflite on (the same draw), else drawn here
+    calib = calibration if calibration is not None else dataset.train.take(n_cal, seed=seed)
     bs = cfg.evaluation.batch_size
 
     def top1(path, split):
