@@ -30,6 +30,8 @@ def _augmentation_text(aug) -> str:
 
 
 def training(ctx: Context) -> str:
+    """The card's Training table: one row per setting, in the order of the reference cards (a little over a
+    screen because each row is one short, independent read of the config or the metrics)."""
     head = "## Training"
     t = _get(ctx.cfg, "training") or {}
     tm = ctx.m.get("training") or {}

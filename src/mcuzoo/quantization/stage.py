@@ -89,6 +89,9 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     mixed_rank, report_images). ``calibration``: the calibration images already drawn
     (:func:`run_stage` passes its own, so that a run draws and decodes them once); without it,
     ``calibration_samples`` training images are drawn with the dataset's seed. Returns a dict for metrics.json.
+
+    Longer than a screen: the three extras share the options, the preprocessing, the calibration images and
+    the source model (the QAT copy where there is one), and each adds its block of metrics in turn.
     """
     from ..models.runner import runtime
     from ..models.scoring import evaluate_model

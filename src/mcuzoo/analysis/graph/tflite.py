@@ -51,6 +51,11 @@ TFLITE_UNSUPPORTED = {"CUSTOM", "WHILE", "IF", "CALL_ONCE", "DELEGATE", "CALL", 
 
 
 def load_tflite(path: Path) -> Graph:
+    """The :class:`Graph` of a .tflite file (see the module doc).
+
+    A little over a screen: the checks (identifier, crash probe, interpreter errors, tensors) come first and
+    each names its own problem; the tensors and operators are then read in one pass over LiteRT's details.
+    """
     import numpy as np
 
     data = path.read_bytes()
