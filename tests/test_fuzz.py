@@ -689,10 +689,71 @@ def gen_config(ch, seeds=None) -> dict:
     return {"text": text, "overrides": gen_overrides(ch)}
 
 
+RUN_JSON_VALUES = JSON_VALUES + ["../../escape", "/abs/path", "a/b", "..", "x\x00y", "NaN", -1e308, 2**70,
+                                  [28, 28, 1], ["../x", 1, 1], {"top1": float("inf")}, "\n`|*"]
+
+
+def _run_json_mutation(ch, doc):
+    """Mutate a run's JSON document (value swaps, deletions, duplicates; then maybe text-level damage)."""
+    import json as _json
+
+    doc = copy.deepcopy(doc)
+    for _ in range(ch.int(1, 4)):
+        paths = [p for p in _json_paths(doc) if p]
+        if not paths:
+            break
+        path = ch.choice(paths)
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        op = ch.choice(("replace", "replace", "delete", "duplicate"))
+        if op == "replace":
+            parent[path[-1]] = copy.deepcopy(ch.choice(RUN_JSON_VALUES))
+        elif op == "delete":
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = [copy.deepcopy(parent[path[-1]])] * 2
+    text = _json.dumps(doc)  # Python writes NaN / Infinity for non-finite floats: not JSON, readers must refuse
+    if ch.rarely():
+        text = mutate_bytes(ch, text.encode()).decode("utf-8", "replace")
+    return text
+
+
+SEED_METRICS = {
+    "model": "st_mnist_v1", "dataset": "glyphs36", "input_shape": [28, 28, 1], "num_classes": 3, "notes": ["n"],
+    "skipped_files": 0, "evaluation_split": "test",
+    "training": {"epochs_run": 2, "best_epoch": 2, "stopped_early": False, "best_val_accuracy": 0.5, "seconds": 1.0},
+    "float": {"top1": 0.5, "n": 4, "backend": "keras", "per_class": {"a": 0.5, "b": 0.5, "c": 0.5},
+              "file": "float_model.keras", "confusion": [[1, 1, 0], [0, 1, 1], [1, 0, 1]]},
+    "int8": {"top1": 0.25, "n": 4, "backend": "litert", "per_class": {"a": 0.0, "b": 0.5, "c": 0.5},
+             "file": "model_int8.tflite", "confusion": [[0, 1, 1], [0, 1, 1], [1, 0, 1]]},
+}
+SEED_INFO = {"class_names": ["a", "b", "c"], "input_shape": [28, 28, 1], "rescale": 0.0078, "offset": -1.0,
+             "model": "st_mnist_v1", "dataset": "glyphs36", "interpolation": "bilinear", "aspect": "fit"}
+SEED_STATE = {"epoch": 2, "learning_rate": 0.01, "best_val_accuracy": 0.5, "best_epoch": 2, "lr_best": 0.5,
+              "lr_wait": 0, "es_wait": 0, "stopped_early": False, "checkpoint": "epoch_0002.keras", "seconds": 1.5,
+              "seed_states": [[0, 1]], "history": [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.4},
+                                                   {"epoch": 2, "loss": 0.9, "val_accuracy": 0.5}]}
+
+
+def gen_metrics(ch, seeds=None) -> dict:
+    """A finished run's metrics.json and model_info.json, one or both damaged."""
+    which = ch.choice(("metrics", "info", "both"))
+    import json as _json
+
+    return {"metrics": _run_json_mutation(ch, SEED_METRICS) if which != "info" else _json.dumps(SEED_METRICS),
+            "info": _run_json_mutation(ch, SEED_INFO) if which != "metrics" else _json.dumps(SEED_INFO)}
+
+
+def gen_state(ch, seeds=None) -> dict:
+    """checkpoints/state.json of a run, damaged."""
+    return {"state": _run_json_mutation(ch, SEED_STATE)}
+
+
 GENERATORS = {"config": gen_config, "overrides": gen_overrides, "idx": gen_idx, "image": gen_image,
               "tflite": gen_tflite, "onnx": gen_onnx, "keras": gen_keras, "food101": gen_food101,
-              "mapping": gen_mapping}
-IN_PROCESS = ("config", "overrides", "food101", "mapping")  # pure Python: no native parser to crash
+              "mapping": gen_mapping, "metrics": gen_metrics, "state": gen_state}
+IN_PROCESS = ("config", "overrides", "food101", "mapping", "metrics", "state")  # pure Python: no native parser
 
 
 # ---------------------------------------------------------------------------
@@ -824,7 +885,54 @@ def target_overrides(case: list, root: Path) -> None:
     load_config(None, case)
 
 
-TARGETS = {"config": target_config, "overrides": target_overrides, "idx": target_emnist, "mapping": target_emnist,
+def _run_dir_of(case: dict, root: Path) -> Path:
+    from mcuzoo import rundir
+
+    run = root / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / rundir.CONFIG).write_text("dataset:\n  name: glyphs36\n")
+    (run / rundir.METRICS).write_text(case["metrics"], encoding="utf-8", errors="surrogateescape")
+    (run / rundir.MODEL_INFO).write_text(case["info"], encoding="utf-8", errors="surrogateescape")
+    for name in (rundir.INT8_TFLITE, rundir.FLOAT_MODEL, "MODEL_CARD.md"):
+        (run / name).write_bytes(b"x")
+    return run
+
+
+def target_metrics(case: dict, root: Path) -> None:
+    """The readers of a run's metrics.json and model_info.json: rundir, evaluate's model info, the card (no
+    plots), zoo add (up to the model files) and the zoo index."""
+    from mcuzoo import rundir, zoo
+    from mcuzoo.card import write_card
+    from mcuzoo.evaluate import read_model_info
+
+    run = _run_dir_of(case, root)
+    errors = []
+    for fn in (lambda: rundir.read_json(run / rundir.METRICS), lambda: read_model_info(run / rundir.INT8_TFLITE),
+               lambda: write_card(run, plots=False), lambda: zoo.add(run, root / "zoo"),
+               lambda: zoo.index(root / "zoo")):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    zoo_root = os.path.realpath(root / "zoo")
+    for p in root.rglob("*"):  # whatever the files say, nothing is written outside the run and the zoo
+        real = os.path.realpath(p)
+        if not (real.startswith(zoo_root) or real.startswith(os.path.realpath(run))):
+            raise AssertionError(f"zoo add wrote outside the zoo: {p}")
+    _raise_worst(errors)
+
+
+def target_state(case: dict, root: Path) -> None:
+    from mcuzoo.train import CHECKPOINTS, STATE, read_state
+
+    (root / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    (root / CHECKPOINTS / STATE).write_text(case["state"], encoding="utf-8", errors="surrogateescape")
+    state = read_state(root)
+    if state is not None and state.checkpoint:  # the checkpoint it names is a file name in checkpoints/
+        assert "/" not in state.checkpoint and state.checkpoint not in (".", ".."), state.checkpoint
+
+
+TARGETS = {"metrics": target_metrics, "state": target_state, "config": target_config, "overrides": target_overrides, "idx": target_emnist, "mapping": target_emnist,
            "image": target_image, "tflite": target_model, "onnx": target_model, "keras": target_keras,
            "food101": target_food101}
 
@@ -1079,6 +1187,20 @@ def test_fuzz_config(data):
 def test_fuzz_overrides(data):
     out = run_case("overrides", gen_overrides(HypothesisChooser(data)))
     check("overrides", out)
+
+
+@fuzz_settings(8, deadline_s=60)
+@given(data=st.data())
+def test_fuzz_metrics_and_model_info(data, tmp_path_factory):
+    out = run_case("metrics", gen_metrics(HypothesisChooser(data)))
+    check("metrics", out)
+
+
+@fuzz_settings(60, deadline_s=10)
+@given(data=st.data())
+def test_fuzz_state(data):
+    out = run_case("state", gen_state(HypothesisChooser(data)))
+    check("state", out)
 
 
 @pytest.fixture(scope="module")

@@ -63,13 +63,18 @@ def render_card(run_dir: str | Path) -> str:
     cfg = _read_config(run_dir / rundir.CONFIG)
     info, _ = _read_optional_json(run_dir / rundir.MODEL_INFO)
     analysis, analysis_problem = _read_optional_json(run_dir / rundir.ANALYSIS)
-    ctx = Context(run_dir, metrics, cfg, info, analysis, analysis_problem)
-    parts = [
-        header.header(ctx), header.description(ctx), network.network_information(ctx), network.inputs_outputs(ctx),
-        platforms.platforms(ctx), "# Performances", footprint.metrics_intro(ctx), footprint.memory(ctx),
-        footprint.latency(ctx), accuracy.accuracy(ctx), accuracy.confusion(ctx), training.training(ctx),
-        reproduce.reproduce(ctx), reproduce.references(ctx),
-    ]
+    try:
+        ctx = Context(run_dir, metrics, cfg, info, analysis, analysis_problem)
+        parts = [
+            header.header(ctx), header.description(ctx), network.network_information(ctx), network.inputs_outputs(ctx),
+            platforms.platforms(ctx), "# Performances", footprint.metrics_intro(ctx), footprint.memory(ctx),
+            footprint.latency(ctx), accuracy.accuracy(ctx), accuracy.confusion(ctx), training.training(ctx),
+            reproduce.reproduce(ctx), reproduce.references(ctx),
+        ]
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError):
+        # a figure of the wrong type or shape (a hand-edited or damaged file): one line, no half card
+        raise RunDirError(f"cannot write the card of {run_dir}: {rundir.METRICS}, {rundir.MODEL_INFO} or "
+                          f"{rundir.ANALYSIS} there holds a value of the wrong type or shape") from None
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 
