@@ -16,7 +16,7 @@ For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``
   difference of a few images is a loss or noise,
 * reports each model's weights flash (constants a board stores: int8 / int4
   packed / int32 biases / per-channel float32 scales; see
-  ``mcuzoo.quantization.onnx_qdq.weights_flash`` and ``mcuzoo.quantization.report.tflite_weights_flash``).
+  ``mcuzoo.quantization.onnx_qdq.weights_flash`` and this script's ``tflite_weights_flash``).
 
 The run directory is only read: the ONNX files go to ``--work DIR/<run name>``
 (default: a temporary folder, deleted at the end). Training the seed models on real data takes long
@@ -77,6 +77,56 @@ def _runtimes() -> str:
     return ", ".join(parts)
 
 
+def tflite_weights_flash(path: str | Path) -> dict:
+    """Constants of a .tflite (tensors no op writes, model input excluded): bytes, with per-channel scales.
+
+    Only this benchmark uses it (the package counts weights flash in mcuzoo.analysis and, for QDQ models, in
+    mcuzoo.quantization.onnx_qdq.weights_flash); its rows compare with the QDQ models' figures."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mcuzoo.console import captured_output
+    from mcuzoo.runtime import check_tflite_identifier
+
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    check_tflite_identifier(data, path)
+    with captured_output():
+        interp = Interpreter(model_content=data)
+    written = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    out: dict[str, float] = {"int8_params": 0, "int32_params": 0, "float_params": 0, "other_params": 0, "weight_bytes": 0,
+           "scale_bytes": 0}
+    for d in interp.get_tensor_details():
+        i = d["index"]
+        if i in written or i in inputs:
+            continue
+        try:
+            arr = interp.get_tensor(i)
+        except ValueError:
+            continue
+        n = int(arr.size)
+        scales = (d.get("quantization_parameters") or {}).get("scales", [])
+        if arr.dtype in (np.int32, np.int64) and not len(scales):
+            continue  # shape / axis constants, not weights
+        if arr.dtype in (np.int8, np.uint8):
+            out["int8_params"] += n
+        elif arr.dtype == np.int32:
+            out["int32_params"] += n
+            out["weight_bytes"] += arr.nbytes
+            continue  # bias scales are derived (input scale x weight scale)
+        elif arr.dtype == np.float32:
+            out["float_params"] += n
+        else:
+            out["other_params"] += n
+        out["weight_bytes"] += arr.nbytes
+        if arr.dtype in (np.int8, np.uint8) and len(scales):
+            out["scale_bytes"] += 4 * len(scales)
+    out["total_bytes"] = out["weight_bytes"] + out["scale_bytes"]
+    out["total_kib"] = round(out["total_bytes"] / 1024, 2)
+    return out
+
+
 def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo import rundir
     from mcuzoo.config import load_config
@@ -84,7 +134,6 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.quantization.mixed import search_mixed
     from mcuzoo.quantization.onnx_qdq import Calibration, export_qdq, weights_flash
     from mcuzoo.data import load_run_dataset
-    from mcuzoo.quantization.report import tflite_weights_flash
     from mcuzoo.quantization.tflite import quantize_tflite
 
     from mcuzoo.quantization.qat import int8_source
