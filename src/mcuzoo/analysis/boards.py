@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import McuzooError
+from ..errors import McuzooError, first_line
 
 __all__ = [
     "Board",
@@ -269,7 +269,7 @@ def load_board_file(path) -> Board:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise McuzooError(f"board file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise McuzooError(f"board file {path} is not valid YAML: {first_line(e, None)}") from None
     if not isinstance(doc, dict):
         raise McuzooError(f"board file {path}: expected a mapping with keys name, core, mhz, flash, ram")
     allowed = {"name", "series", "core", "mhz", "flash", "ram"}
