@@ -266,3 +266,72 @@ def test_config_makes_the_checks_run_makes(overrides, message, code, tmp_path, c
     assert main(["run", str(REPO / "configs" / "quickstart.yaml"), *overrides, f"output_dir={tmp_path}"]) == code
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- paths in configs
+
+
+def _folder_config(tmp_path, path_value: str, extra: str = "") -> Path:
+    sub = tmp_path / "project" / "configs"
+    sub.mkdir(parents=True)
+    cfg = sub / "my.yaml"
+    cfg.write_text(f"dataset: {{name: folder, path: {path_value}}}\n{extra}")
+    return cfg
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    from mcuzoo.config import load_config
+
+    cfg = _folder_config(tmp_path, "../data/pets", "training: {initial_weights: ../runs/a/float_model.keras}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    c = load_config(cfg)
+    assert c.dataset.path == str(tmp_path / "project" / "data" / "pets")
+    assert c.training.initial_weights == str(tmp_path / "project" / "runs" / "a" / "float_model.keras")
+    # on the command line: against the current directory
+    c = load_config(cfg, ["dataset.path=mine", "training.initial_weights=w.keras"])
+    assert c.dataset.path == str(elsewhere / "mine") and c.training.initial_weights == str(elsewhere / "w.keras")
+
+
+def test_a_missing_folder_is_named_absolutely(tmp_path, monkeypatch, capsys):
+    cfg = _folder_config(tmp_path, "../data/pets")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "info", str(cfg.relative_to(tmp_path))]) != 0
+    err = capsys.readouterr().err
+    assert str(tmp_path / "project" / "data" / "pets") in err and len(err.strip().splitlines()) == 1
+
+
+def test_paths_relative_to_the_current_directory_still_load(tmp_path, monkeypatch):
+    """A config of an earlier version (paths from where the command ran) keeps working there."""
+    from mcuzoo.config import load_config
+
+    (tmp_path / "data" / "pets").mkdir(parents=True)
+    cfg = _folder_config(tmp_path, "data/pets")  # not under project/configs/, but under the current directory
+    monkeypatch.chdir(tmp_path)
+    assert load_config(cfg).dataset.path == str(tmp_path / "data" / "pets")
+
+
+def test_config_written_relative_to_its_folder_loads_anywhere(tmp_path, monkeypatch):
+    from mcuzoo.config import config_to_yaml, load_config
+
+    cfg = load_config(None, ["dataset.name=folder", f"dataset.path={tmp_path / 'data' / 'pets'}"])
+    zoo = tmp_path / "zoo" / "m" / "pets_28"
+    zoo.mkdir(parents=True)
+    text = config_to_yaml(cfg, relative_to=zoo)
+    assert "path: ../../../data/pets" in text
+    (zoo / "config.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path / "zoo")
+    assert load_config(zoo / "config.yaml") == cfg
+
+
+def test_data_preview_writes_into_the_output_folder(tmp_path, monkeypatch, capsys):
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    out = tmp_path / "runs"
+    assert main(["data", "preview", str(REPO / "configs" / "quickstart.yaml"), "dataset.samples_per_class=2",
+                 f"output_dir={out}", "--n", "4"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(out / "quickstart_augmentation_preview.png") and Path(printed).is_file()
+    assert not list(here.iterdir())  # nothing in the current directory

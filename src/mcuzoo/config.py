@@ -552,17 +552,64 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+#: The config keys that name files or folders to read. A relative one resolves against the folder of the config
+#: file that holds it, one given on the command line against the current directory; the loaded Config holds
+#: them absolute. (``output_dir``, where results are written, stays relative to the current directory.)
+PATH_KEYS = (("dataset", "path"), ("dataset", "test_path"), ("dataset", "val_path"), ("training", "initial_weights"))
+
+
+def _resolve_paths(data: dict, base: Path, legacy: bool = False) -> None:
+    """Make the relative :data:`PATH_KEYS` of ``data`` absolute against ``base``, in place.
+
+    ``legacy``: a path that does not exist against ``base`` but does against the current directory (a config
+    written when paths were taken from there, e.g. a run directory of an earlier version) resolves there.
+    """
+    import os
+
+    for section, key in PATH_KEYS:
+        node = data.get(section) if isinstance(data, dict) else None
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or "\0" in value:
+            continue
+        given = os.path.expanduser(value)
+        if os.path.isabs(given):
+            node[key] = os.path.normpath(given)
+            continue
+        there = os.path.normpath(os.path.join(base, given))
+        if legacy and not os.path.exists(there) and os.path.exists(given):
+            there = os.path.abspath(given)
+        node[key] = there
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the defaults when path is None), apply overrides, validate once."""
+    """Read a YAML config (or the defaults when path is None), apply overrides, validate once.
+
+    Relative paths (:data:`PATH_KEYS`) in the file resolve against the file's folder, those in ``overrides``
+    against the current directory: the Config holds absolute paths, so errors name the path tried.
+    """
     data = read_yaml(path) if path is not None else {}
     try:
-        return validate_config(apply_overrides(data, list(overrides or [])))
+        if path is not None:
+            _resolve_paths(data, Path(path).expanduser().absolute().parent, legacy=True)
+        data = apply_overrides(data, list(overrides or []))
+        _resolve_paths(data, Path.cwd())
+        return validate_config(data)
     except RecursionError:
         raise ConfigError("config is nested too deeply") from None
 
 
-def config_to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+def config_to_yaml(cfg: Config, relative_to: str | Path | None = None) -> str:
+    """The config as YAML; with ``relative_to`` (the folder the file will be in), paths are written relative to
+    it, so that the file keeps working wherever that folder and the data move together (the zoo)."""
+    data = cfg.model_dump(mode="json")
+    if relative_to is not None:
+        import os
+
+        for section, key in PATH_KEYS:
+            value = data.get(section, {}).get(key)
+            if isinstance(value, str) and os.path.isabs(value):
+                data[section][key] = os.path.relpath(value, os.path.abspath(relative_to))
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------

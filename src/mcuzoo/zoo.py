@@ -79,6 +79,9 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
         # a re-export differs in bytes only; not a mixed model, whose weight names metrics.json lists
         if name.endswith(".onnx") and not fnmatch.fnmatch(name, f"*{MIXED_GLOB}") and _same_onnx(src, dest / name):
             continue
+        if name == rundir.CONFIG:  # its paths relative to the zoo folder, so that it runs from any checkout
+            rundir.write_text(dest / name, _relocated_config(src, dest))
+            continue
         with rundir.atomic_path(dest / name) as tmp:
             shutil.copyfile(src, tmp)
     # a mixed model of an earlier search (other shares in its name) would be mistaken for this one
@@ -90,6 +93,14 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     publish(run_dir, dest)  # the run's TFLM export (export stage), never one of an older model
     index(zoo_dir)
     return dest
+
+
+def _relocated_config(src: Path, dest: Path) -> str:
+    """A run's config.yaml as the zoo folder ``dest`` holds it: dataset and initial-weights paths relative to
+    ``dest`` (a config's relative paths resolve against its own folder)."""
+    from .config import config_to_yaml, load_config
+
+    return config_to_yaml(load_config(src), relative_to=dest)
 
 
 def _without_optimizer(src: Path):

@@ -16,7 +16,7 @@ def reproduce(ctx: Context) -> str:
     path_note = ""
     if _get(ctx.cfg, "dataset", "path"):
         path_note = (f" The dataset is read from {_code(_get(ctx.cfg, 'dataset', 'path'))}: a relative path is taken "
-                     "from the folder the command runs in.")
+                     f"from the folder of {_code(rundir.CONFIG)}.")
     stages = _get(ctx.cfg, "stages")
     what = ", ".join(stages) if isinstance(stages, list) and stages else "train, quantize, evaluate"
     return (

@@ -28,7 +28,8 @@ def register_cli(subparsers) -> None:
     p = sub.add_parser("preview", help="a PNG grid of augmented training samples with their class names")
     p.add_argument("args", nargs="+", metavar="CONFIG [key=value ...]",
                    help="YAML config file, then overrides such as augmentation.rotation.rate=1")
-    p.add_argument("--out", default=DEFAULT_PREVIEW, metavar="PNG", help=f"output file (default {DEFAULT_PREVIEW})")
+    p.add_argument("--out", default=None, metavar="PNG",
+                   help=f"output file (default: OUTPUT_DIR/NAME_{DEFAULT_PREVIEW}, beside the config's runs)")
     p.add_argument("--n", type=int, default=32, help="number of samples (default 32)")
     p.add_argument("--seed", type=int, default=None, help="which samples and augmentations (default: training.seed)")
     p.set_defaults(fn=cmd_data_preview)
@@ -161,6 +162,15 @@ def cmd_data_preview(args) -> int:
         shown = aug(tf.constant(x), tf.constant(y))[0].numpy()
     kinds = active(cfg.augmentation)
     title = f"{ds.name}: {k} training samples, augmentation: {', '.join(kinds) if kinds else 'none'}"
-    path = preview_grid(shown, [ds.class_names[int(v)] for v in y], args.out, title)
-    console.print(f"wrote {path} ({k} samples)")
+    out = Path(args.out) if args.out else Path(cfg.output_dir) / f"{cfg.name}_{DEFAULT_PREVIEW}"
+    if not args.out:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            from .. import rundir
+
+            raise rundir.disk_error(out.parent, e) from None
+    path = preview_grid(shown, [ds.class_names[int(v)] for v in y], out, title)
+    console.print(f"{k} samples")
+    print(path)  # the result, on stdout
     return 0
