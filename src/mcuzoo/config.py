@@ -568,7 +568,9 @@ def _resolve_paths(data: dict, base: Path, legacy: bool = False) -> None:
 
     for section, key in PATH_KEYS:
         node = data.get(section) if isinstance(data, dict) else None
-        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(key)
         if not isinstance(value, str) or not value or "\0" in value:
             continue
         given = os.path.expanduser(value)
