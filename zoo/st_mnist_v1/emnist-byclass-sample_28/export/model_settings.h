@@ -5,7 +5,7 @@
 #include <cstdint>
 
 // Input: uint8 1x28x28x1; real value = kInputScale * (q - kInputZeroPoint)
-// Preprocessing: resize to the input size (bilinear, aspect fit), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00784314 + -1
+// Preprocessing: resize to the input size (bilinear, aspect emnist), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00784314 + -1
 using InputType = uint8_t;
 constexpr const char* kInputDtype = "uint8";
 constexpr int kInputRank = 4;
