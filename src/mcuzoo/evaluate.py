@@ -138,7 +138,7 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
         metrics[key] = ev.summary()
         metrics[key]["file"] = path.name
         metrics[key]["confusion"] = ev.confusion
-        how = f" ({ev.summary()['kernels_label']})" if ev.kernels else ""
+        how = f", {ev.summary()['kernels_label']}" if ev.kernels else ""
         console.print(f"{key:>5} top-1 on {split_name} ({ev.n} images{how}): [bold]{100 * ev.top1:.2f} %[/]")
         if framed is not None:
             fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
