@@ -48,7 +48,7 @@ def main() -> int:
 
     from mcuzoo.config import load_config
     from mcuzoo.data import augment_fn
-    from mcuzoo.data.core import Split
+    from mcuzoo.data.core import Split, preprocess
     from mcuzoo.models import build_model
     from mcuzoo.train import preprocess_fn
 
@@ -90,7 +90,7 @@ def main() -> int:
         model.fit(d, epochs=1, verbose=0)
         return time.perf_counter() - t0
 
-    xf = (images.astype(np.float32) * cfg.preprocessing.rescale + cfg.preprocessing.offset)
+    xf = preprocess(images, cfg.preprocessing.rescale, cfg.preprocessing.offset)
 
     def plain_epoch(epoch: int) -> float:
         t0 = time.perf_counter()

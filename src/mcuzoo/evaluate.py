@@ -131,19 +131,19 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
     for key, path in (("float", float_path), ("int8", int8_path)):
         if not path.is_file():
             continue
-        ev = evaluate_model(
-            path, split, dataset.class_names, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-            cfg.evaluation.batch_size, cfg.evaluation.runtime, cfg.evaluation.workers or None,
-        )
+        def scored(images: Split, path: Path = path) -> EvalResult:
+            return evaluate_model(path, images, dataset.class_names, cfg.preprocessing.rescale,
+                                  cfg.preprocessing.offset, cfg.evaluation.batch_size, cfg.evaluation.runtime,
+                                  cfg.evaluation.workers or None)
+
+        ev = scored(split)
         metrics[key] = ev.summary()
         metrics[key]["file"] = path.name
         metrics[key]["confusion"] = ev.confusion
-        how = f", {ev.summary()['kernels_label']}" if ev.kernels else ""
+        how = f", {metrics[key]['kernels_label']}" if ev.kernels else ""
         console.print(f"{key:>5} top-1 on {split_name} ({ev.n} images{how}): [bold]{100 * ev.top1:.2f} %[/]")
         if framed is not None:
-            fr = evaluate_model(path, framed, dataset.class_names, cfg.preprocessing.rescale,
-                                cfg.preprocessing.offset, cfg.evaluation.batch_size,
-                                cfg.evaluation.runtime, cfg.evaluation.workers or None)
+            fr = scored(framed)
             metrics[key]["top1_emnist_framing"] = round(fr.top1, 6)
             console.print(f"{key:>5} top-1 on {split_name}, glyphs framed as EMNIST: "
                           f"[bold]{100 * fr.top1:.2f} %[/]")

@@ -57,10 +57,14 @@ def _warp_groups(cfg: AugmentationConfig) -> list[tuple[str, ...]]:
     """The geometric kinds that are on, grouped by their fill mode (first-use order): one warp per group."""
     groups: dict[str, list[str]] = {}
     for k in _GEOMETRIC:
-        sec = getattr(cfg, k)
-        if sec.rate > 0:
-            groups.setdefault(sec.fill_mode or cfg.fill_mode, []).append(k)
+        if getattr(cfg, k).rate > 0:
+            groups.setdefault(_fill_mode(cfg, k), []).append(k)
     return [tuple(v) for v in groups.values()]
+
+
+def _fill_mode(cfg: AugmentationConfig, kind: str) -> str:
+    """The fill mode of a geometric kind: its own, else ``augmentation.fill_mode``."""
+    return getattr(cfg, kind).fill_mode or cfg.fill_mode
 
 
 def active(cfg: AugmentationConfig) -> list[str]:
@@ -241,7 +245,7 @@ class Augmenter:
         a2 = cx - (m00 * (cx + tx) + m01 * (cy + ty))
         b2 = cy - (m10 * (cx + tx) + m11 * (cy + ty))
         transforms = tf.stack([m00, m01, a2, m10, m11, b2, zero, zero], axis=1)
-        fill_mode = getattr(cfg, kinds[0]).fill_mode or cfg.fill_mode
+        fill_mode = _fill_mode(cfg, kinds[0])  # the group's shared mode
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=x, transforms=transforms, output_shape=tf.constant([H, W], tf.int32),
             fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill_mode.upper())
