@@ -1,3 +1,4 @@
+import functools
 import os
 from pathlib import Path
 
@@ -43,3 +44,20 @@ def tiny_float_onnx(rng, batch="N"):
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
     m.ir_version = 8
     return m
+
+
+@functools.cache
+def tiny_tflite_bytes() -> bytes:
+    """A float .tflite, built once per process: (1, 8, 8, 3) -> Conv 3x3 (4) -> GAP -> Dense(3) -> Softmax."""
+    import keras
+    import tensorflow as tf
+
+    from mcuzoo.console import captured_output
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    with captured_output():
+        return tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert()

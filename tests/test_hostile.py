@@ -409,20 +409,10 @@ def _tiny_onnx(d: Path) -> Path:
 
 
 def _tiny_tflite(d: Path) -> Path:
-    """A float .tflite: (1, 8, 8, 3) -> Conv 3x3 (4) -> GAP -> Dense(3) -> Softmax."""
-    import keras
-    import tensorflow as tf
+    """conftest's tiny float .tflite, written to ``d / "tiny.tflite"``."""
+    from conftest import tiny_tflite_bytes
 
-    from mcuzoo.console import captured_output
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 3), batch_size=1)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(3, activation="softmax")(x)
-    with captured_output():
-        flat = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert()
-    (d / "tiny.tflite").write_bytes(flat)
+    (d / "tiny.tflite").write_bytes(tiny_tflite_bytes())
     return d / "tiny.tflite"
 
 
@@ -508,8 +498,11 @@ def test_zoo_add_ignores_leftover_temp_files(tmp_path):
     rundir.write_json(run / rundir.METRICS, {"model": "st_mnist_v1", "dataset": "glyphs36", "input_shape": [28, 28, 1],
                                              "num_classes": 36})
     rundir.write_json(run / rundir.MODEL_INFO, {})
-    for name in (rundir.INT8_TFLITE, "MODEL_CARD.md", "model.onnx"):
+    for name in ("MODEL_CARD.md", "model.onnx"):
         rundir.write_bytes(run / name, b"x")
+    from conftest import tiny_tflite_bytes
+
+    rundir.write_bytes(run / rundir.INT8_TFLITE, tiny_tflite_bytes())  # zoo add publishes whole .tflite files only
     import keras
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(run / rundir.FLOAT_MODEL)

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from typing import NoReturn
 
 from .console import console, error, quiet_tensorflow
 from .errors import ConfigError, McuzooError, first_line
@@ -257,8 +258,19 @@ def _refresh_card(run_dir: str) -> None:
     console.print(f"model card refreshed: {path}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with mcuzoo's one-line errors: ``mcuzoo: error: evaluate: argument --batch-size: invalid int
+    value: 'x' (see mcuzoo evaluate --help)`` and exit status 2, instead of the usage block and the
+    sub-command's own prefix. Sub-parsers are of this class too (argparse makes them of the parent's type)."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog[len("mcuzoo"):].strip()
+        where = f"{verb}: " if verb else ""
+        self.exit(2, f"mcuzoo: error: {where}{' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcuzoo", description="Tiny image classifiers, from a dataset to an int8 model that fits a microcontroller.")
+    p = _Parser(prog="mcuzoo", description="Tiny image classifiers, from a dataset to an int8 model that fits a microcontroller.")
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"mcuzoo {__version__}")

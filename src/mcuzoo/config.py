@@ -624,6 +624,7 @@ CLI_OPTION_KEYS = {
     "calibration_samples": "quantization.calibration_samples", "tolerance": "quantization.mixed_tolerance",
     "confidence": "quantization.mixed_confidence", "max_evals": "quantization.mixed_max_evals",
     "report_images": "quantization.report_images", "seed": "training.seed", "input_shape": "model.input_shape",
+    "workers": "evaluation.workers",
 }
 #: option dest -> (lowest, highest) for the options that have no config key
 CLI_OPTION_LIMITS = {"classes": (2, 10_000), "top_k": (1, 100_000), "top": (1, 100_000), "n": (1, 1024)}

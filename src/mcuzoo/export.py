@@ -559,7 +559,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path | None:
 
     def manifest(folder: Path) -> dict:
         try:
-            m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            m = rundir.parse_json((folder / MANIFEST).read_text(encoding="utf-8"))
             return m if isinstance(m, dict) else {}
         except (OSError, ValueError):
             return {}

@@ -15,7 +15,6 @@ is ever used.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -227,7 +226,7 @@ def _class_names(run_dir: Path, metrics: dict) -> list[str] | None:
     p = run_dir / rundir.MODEL_INFO
     if p.is_file():
         try:
-            names = json.loads(p.read_text(encoding="utf-8")).get("class_names")
+            names = rundir.parse_json(p.read_text(encoding="utf-8")).get("class_names")
             if isinstance(names, list):
                 return [str(n) for n in names]
         except (ValueError, UnicodeDecodeError, AttributeError):

@@ -122,8 +122,12 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .data.core import resize_images
+    from .data.images import inspect_file
 
     path = Path(path)
+    problem = inspect_file(str(path)).error  # the dataset loader's checks: lying headers, bombs, broken JPEGs
+    if problem:
+        raise DataError(f"{path} {problem}")
     limit = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit (None: no limit)
     try:
         with Image.open(path) as im:  # reads the header only

@@ -16,9 +16,9 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
-from .errors import McuzooError, ModelFileError, RunDirError
+from .errors import McuzooError, ModelFileError, RunDirError, first_line
 
 LOCK_NAME = ".lock"
 
@@ -80,10 +80,12 @@ class ModelInfo:
 
 def read_model_info(model_path: str | Path) -> ModelInfo | None:
     p = Path(model_path).parent / MODEL_INFO
-    if not p.is_file():
+    if not os.path.lexists(p):
         return None
+    if not p.is_file():
+        raise ModelFileError(f"{p} is not a file")
     try:
-        d = json.loads(p.read_text(encoding="utf-8"), parse_constant=no_json_constant)
+        d = parse_json(p.read_text(encoding="utf-8"))
         info = ModelInfo(
             class_names=[str(c) for c in d["class_names"]],
             input_shape=cast("tuple[int, int, int]", tuple(int(v) for v in d["input_shape"])),
@@ -225,19 +227,37 @@ def no_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` of strict JSON reading: a key given twice in one object would silently lose one."""
+    d: dict = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"key {k!r} appears twice in one object")
+        d[k] = v
+    return d
+
+
+def parse_json(text: str, parse_constant: Callable[[str], Any] = no_json_constant) -> Any:
+    """The one strict JSON parser of mcuzoo's files: no ``NaN`` / ``Infinity`` (Python's json accepts them),
+    no key twice in one object. A ValueError says which."""
+    return json.loads(text, parse_constant=parse_constant, object_pairs_hook=_unique_keys)
+
+
 def read_json(path: str | Path) -> Any:
-    """Strict JSON: ``NaN`` / ``Infinity`` (which Python's json would accept) are refused like any other error."""
+    """Strict JSON (:func:`parse_json`) from ``path``; every problem is a one-line RunDirError naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=no_json_constant)
+        return parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunDirError(f"missing file {path}") from None
     except IsADirectoryError:
         raise RunDirError(f"{path} is a folder, not a JSON file") from None
     except OSError as e:
         raise RunDirError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise RunDirError(f"{path} is not valid JSON") from None
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        why = ("not UTF-8" if isinstance(e, UnicodeDecodeError) else
+               "nested too deeply" if isinstance(e, RecursionError) else first_line(e))
+        raise RunDirError(f"{path} is not valid JSON: {why}") from None
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:

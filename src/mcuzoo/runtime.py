@@ -141,6 +141,76 @@ def check_tflite_identifier(data: bytes, path) -> None:
         raise ModelFileError(f"{path} is not a TensorFlow Lite model (no TFL3 identifier)")
 
 
+def check_tflite_graph(data: bytes, path: Path, n_ops: int | None = None, n_tensors: int | None = None) -> None:
+    """The operator graph of subgraph 0 as the flatbuffer itself holds it, checked: every tensor index of every
+    operator and of the graph's inputs and outputs exists (or is -1, an optional input left out), the operator
+    count and tensor count are those the interpreter reports, every tensor is written by one operator at most,
+    and operators run in an order where each reads only graph inputs, constants (tensors with data) and what an
+    earlier operator wrote (a cycle fails this too). A file that breaks any of it is a ModelFileError."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    try:
+        model = fb.Model.GetRootAs(bytearray(data), 0)
+        if model.SubgraphsLength() < 1:
+            raise ModelFileError(f"{path} is malformed: no subgraph")
+        sg = model.Subgraphs(0)
+        nt, no, nb = sg.TensorsLength(), sg.OperatorsLength(), model.BuffersLength()
+        where = f"{path} is malformed"
+        if n_ops is not None and no != n_ops:
+            raise ModelFileError(f"{where}: the flatbuffer holds {no} operators, the interpreter runs {n_ops}")
+        if n_tensors is not None and nt != n_tensors:
+            raise ModelFileError(f"{where}: the flatbuffer holds {nt} tensors, the interpreter reports {n_tensors}")
+
+        def index(v: int, what: str, optional: bool) -> int:
+            if v == -1 and optional:
+                return -1
+            if not 0 <= v < nt:
+                raise ModelFileError(f"{where}: {what} refers to tensor {v} (the model has tensors 0 to {nt - 1})")
+            return v
+
+        inputs = {index(int(v), f"graph input {k}", False) for k, v in enumerate(sg.InputsAsNumpy() if sg.InputsLength() else [])}
+        outputs = [index(int(v), f"graph output {k}", False) for k, v in enumerate(sg.OutputsAsNumpy() if sg.OutputsLength() else [])]
+        has_data = set()
+        for t in range(nt):
+            tt = sg.Tensors(t)
+            b = tt.Buffer()
+            if tt.IsVariable():
+                has_data.add(t)
+            elif 0 < b < nb:
+                buf = model.Buffers(b)
+                if buf.DataLength() > 0 or buf.Offset() > 1:
+                    has_data.add(t)
+        written: dict[int, int] = {}
+        for i in range(no):
+            op = sg.Operators(i)
+            for t in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+                t = index(int(t), f"operator {i}'s output", False)
+                if t in written or t in inputs or t in has_data:
+                    raise ModelFileError(f"{where}: tensor {t} is written twice (by operator {i} and "
+                                         f"{'operator ' + str(written[t]) if t in written else 'as an input or constant'})")
+                written[t] = i
+        for i in range(no):
+            op = sg.Operators(i)
+            for t in (op.InputsAsNumpy() if op.InputsLength() else []):
+                t = index(int(t), f"operator {i}'s input", True)
+                if t < 0 or t in inputs or t in has_data:
+                    continue
+                if t not in written:
+                    raise ModelFileError(f"{where}: operator {i} reads tensor {t}, which no operator writes and "
+                                         "which holds no data")
+                if written[t] >= i:
+                    raise ModelFileError(f"{where}: operator {i} reads tensor {t} before operator {written[t]} writes "
+                                         "it (operators out of order, or a cycle)")
+        for t in outputs:
+            if t not in written and t not in inputs and t not in has_data:
+                raise ModelFileError(f"{where}: graph output tensor {t} is written by no operator")
+    except ModelFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a flatbuffer the generated reader cannot walk
+        raise ModelFileError(f"{path} is malformed or truncated: not a valid TensorFlow Lite flatbuffer "
+                             f"({type(e).__name__})") from None
+
+
 #: ``runtime`` values of :func:`open_tflite` (and of ``evaluation.runtime``, ``--runtime``).
 EXACT, XNNPACK = "exact", "xnnpack"
 RUNTIMES = (EXACT, XNNPACK)
@@ -455,5 +525,6 @@ def open_tflite(data: bytes, path, runtime: str = EXACT, workers: int | None = 1
     """
     check_runtime(runtime)
     check_tflite_identifier(data, path)
+    check_tflite_graph(data, path)  # a graph that lies (indices, order, cycles) is refused, not run
     probe_tflite(data, path)  # a model that crashes LiteRT is refused, not run here
     return TfliteRunner(data, path, runtime, workers)

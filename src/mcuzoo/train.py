@@ -206,8 +206,8 @@ def read_state(run_dir: Path) -> TrainState | None:
     if not path.is_file():
         return None
     try:  # strict JSON, except the -Infinity that older runs wrote for lr_best
-        data = json.loads(path.read_text(encoding="utf-8"),
-                          parse_constant=lambda c: -1.0 if c == "-Infinity" else rundir.no_json_constant(c))
+        data = rundir.parse_json(path.read_text(encoding="utf-8"),
+                                 lambda c: -1.0 if c == "-Infinity" else rundir.no_json_constant(c))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         raise RunDirError(f"{path} is not valid JSON") from None
     try:

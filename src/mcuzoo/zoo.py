@@ -59,6 +59,7 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     model = _folder_name(metrics.get("model"), f"model name in {run_dir / rundir.METRICS}", root)
     label = _folder_name(f"{_dataset_label(run_dir, metrics)}_{res}", "dataset label", root / model)
     dest = root / model / label
+    _check_int8_model(run_dir / rundir.INT8_TFLITE)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -93,6 +94,18 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     publish(run_dir, dest)  # the run's TFLM export (export stage), never one of an older model
     index(zoo_dir)
     return dest
+
+
+def _check_int8_model(path: Path) -> None:
+    """Refuse to publish an int8 model that is not a whole, consistent .tflite (truncated, replaced, lying)."""
+    from .runtime import check_tflite_graph, check_tflite_identifier
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise McuzooError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    check_tflite_identifier(data, path)
+    check_tflite_graph(data, path)
 
 
 def _relocated_config(src: Path, dest: Path) -> str:

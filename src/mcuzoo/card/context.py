@@ -1,7 +1,7 @@
 """The run a card describes: its artifacts read once (:class:`Context`), and the figures read from model files."""
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 from .. import rundir
@@ -83,7 +83,7 @@ def _read_optional_json(path: Path) -> tuple[dict | None, str | None]:
     if not path.is_file():
         return None, None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=rundir.no_json_constant)
+        data = rundir.parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None, f"{path.name} is not valid JSON"
     if not isinstance(data, dict):
@@ -92,14 +92,13 @@ def _read_optional_json(path: Path) -> tuple[dict | None, str | None]:
 
 
 def _read_config(path: Path) -> dict | None:
-    if not path.is_file():
+    """The run's config.yaml as written (None when there is none), read like every config (``config.read_yaml``:
+    no Python tags, no key twice); one that cannot be read is a ConfigError, not a card without its recipe."""
+    if not os.path.lexists(path):
         return None
-    import yaml
+    from ..config import read_yaml
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
+    data = read_yaml(path)
     return data if isinstance(data, dict) else None
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ...errors import ModelFileError, first_line
-from ...runtime import check_tflite_identifier, check_tflite_tensors, probe_tflite
+from ...runtime import check_tflite_graph, check_tflite_identifier, check_tflite_tensors, probe_tflite
 from .core import Graph, Op, Tensor, _finish, _nbytes
 
 TFLITE_KINDS = {
@@ -123,76 +123,6 @@ def load_tflite(path: Path) -> Graph:
         if t.id not in produced and t.id not in in_ids:
             t.const = True
     return _finish(Graph(str(path), "tflite", tensors, ops, in_ids, out_ids))
-
-
-def check_tflite_graph(data: bytes, path: Path, n_ops: int | None = None, n_tensors: int | None = None) -> None:
-    """The operator graph of subgraph 0 as the flatbuffer itself holds it, checked: every tensor index of every
-    operator and of the graph's inputs and outputs exists (or is -1, an optional input left out), the operator
-    count and tensor count are those the interpreter reports, every tensor is written by one operator at most,
-    and operators run in an order where each reads only graph inputs, constants (tensors with data) and what an
-    earlier operator wrote (a cycle fails this too). A file that breaks any of it is a ModelFileError."""
-    from ai_edge_litert import schema_py_generated as fb
-
-    try:
-        model = fb.Model.GetRootAs(bytearray(data), 0)
-        if model.SubgraphsLength() < 1:
-            raise ModelFileError(f"{path} is malformed: no subgraph")
-        sg = model.Subgraphs(0)
-        nt, no, nb = sg.TensorsLength(), sg.OperatorsLength(), model.BuffersLength()
-        where = f"{path} is malformed"
-        if n_ops is not None and no != n_ops:
-            raise ModelFileError(f"{where}: the flatbuffer holds {no} operators, the interpreter runs {n_ops}")
-        if n_tensors is not None and nt != n_tensors:
-            raise ModelFileError(f"{where}: the flatbuffer holds {nt} tensors, the interpreter reports {n_tensors}")
-
-        def index(v: int, what: str, optional: bool) -> int:
-            if v == -1 and optional:
-                return -1
-            if not 0 <= v < nt:
-                raise ModelFileError(f"{where}: {what} refers to tensor {v} (the model has tensors 0 to {nt - 1})")
-            return v
-
-        inputs = {index(int(v), f"graph input {k}", False) for k, v in enumerate(sg.InputsAsNumpy() if sg.InputsLength() else [])}
-        outputs = [index(int(v), f"graph output {k}", False) for k, v in enumerate(sg.OutputsAsNumpy() if sg.OutputsLength() else [])]
-        has_data = set()
-        for t in range(nt):
-            tt = sg.Tensors(t)
-            b = tt.Buffer()
-            if tt.IsVariable():
-                has_data.add(t)
-            elif 0 < b < nb:
-                buf = model.Buffers(b)
-                if buf.DataLength() > 0 or buf.Offset() > 1:
-                    has_data.add(t)
-        written: dict[int, int] = {}
-        for i in range(no):
-            op = sg.Operators(i)
-            for t in (op.OutputsAsNumpy() if op.OutputsLength() else []):
-                t = index(int(t), f"operator {i}'s output", False)
-                if t in written or t in inputs or t in has_data:
-                    raise ModelFileError(f"{where}: tensor {t} is written twice (by operator {i} and "
-                                         f"{'operator ' + str(written[t]) if t in written else 'as an input or constant'})")
-                written[t] = i
-        for i in range(no):
-            op = sg.Operators(i)
-            for t in (op.InputsAsNumpy() if op.InputsLength() else []):
-                t = index(int(t), f"operator {i}'s input", True)
-                if t < 0 or t in inputs or t in has_data:
-                    continue
-                if t not in written:
-                    raise ModelFileError(f"{where}: operator {i} reads tensor {t}, which no operator writes and "
-                                         "which holds no data")
-                if written[t] >= i:
-                    raise ModelFileError(f"{where}: operator {i} reads tensor {t} before operator {written[t]} writes "
-                                         "it (operators out of order, or a cycle)")
-        for t in outputs:
-            if t not in written and t not in inputs and t not in has_data:
-                raise ModelFileError(f"{where}: graph output tensor {t} is written by no operator")
-    except ModelFileError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a flatbuffer the generated reader cannot walk
-        raise ModelFileError(f"{path} is malformed or truncated: not a valid TensorFlow Lite flatbuffer "
-                             f"({type(e).__name__})") from None
 
 
 def _tflite_op_name(op_type: str, outs: list[int], tensors: dict[int, Tensor]) -> str:
