@@ -77,6 +77,9 @@ def main(argv=None) -> int:
             if kind not in ("ok", "error"):
                 key = (target, kind, out.get("type", ""), out.get("where", ""))
                 failures[key].append((i, out, case))
+            if (i + 1) % 500 == 0 and i + 1 < n:  # a line now and then: a parser's 10,000 cases can take an hour
+                print(f"{target:10s} {i + 1:6d} / {n} cases ({time.perf_counter() - t1:.0f} s), "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())), file=sys.stderr, flush=True)
         secs = time.perf_counter() - t1
         rows.append({"parser": target, "cases": n, "clean_errors": tally["error"], "successes": tally["ok"],
                      "tracebacks": tally["traceback"], "crashes": tally["crash"], "hangs": tally["hang"],
