@@ -50,6 +50,7 @@ def tflite_path(out: Path, name: str, shape, classes: int) -> Path:
 def build_seeds(out: Path) -> dict:
     """Build and quantize each seed (once; reused when the file exists)."""
     from mcuzoo.models import build_model, get_model_spec
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     paths = {}
@@ -61,7 +62,8 @@ def build_seeds(out: Path) -> dict:
             spec = get_model_spec(name)
             model = build_model(name, shape, classes)
             images = rng.integers(0, 256, size=(8, *shape), dtype=np.uint8)
-            quantize_tflite(model, images, path, spec.default_rescale, spec.default_offset, per_channel=True)
+            quantize_tflite(model, Calibration(images, spec.default_rescale, spec.default_offset), path,
+                            per_channel=True)
             print(f"built {path.name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         paths[(name, tuple(shape), classes)] = path
     return paths

@@ -14,9 +14,9 @@ For each run directory written by ``mcuzoo run`` (it holds ``float_model.keras``
   its standard error and the images on which only one of the two is right
   (``mcuzoo.evaluate.paired_difference``), so that a reader sees whether a
   difference of a few images is a loss or noise,
-* reports each model's weights flash (constants a board stores: int8 / int4
-  packed / int32 biases / per-channel float32 scales; see
-  ``mcuzoo.quantization.onnx_qdq.weights_flash`` and this script's ``tflite_weights_flash``).
+* reports each model's weights flash (its constants at their stored width: int8 / int4
+  packed / int32 biases / shape constants, quantization parameters apart; the one definition
+  of ``mcuzoo.models.flash``, which ``mcuzoo analyze`` and the cards use too).
 
 The run directory is only read: the ONNX files go to ``--work DIR/<run name>``
 (default: a temporary folder, deleted at the end). Training the seed models on real data takes long
@@ -77,54 +77,11 @@ def _runtimes() -> str:
     return ", ".join(parts)
 
 
-def tflite_weights_flash(path: str | Path) -> dict:
-    """Constants of a .tflite (tensors no op writes, model input excluded): bytes, with per-channel scales.
+def tflite_weights_flash(path: str | Path) -> int:
+    """Weights flash of a .tflite, as the QDQ models' figures (:mod:`mcuzoo.models.flash`'s definition)."""
+    from mcuzoo.analysis.graph import load_graph
 
-    Only this benchmark uses it (the package counts weights flash in mcuzoo.analysis and, for QDQ models, in
-    mcuzoo.quantization.onnx_qdq.weights_flash); its rows compare with the QDQ models' figures."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    from mcuzoo.console import captured_output
-    from mcuzoo.runtime import check_tflite_identifier
-
-    path = Path(path)
-    data = path.read_bytes() if path.is_file() else b""
-    check_tflite_identifier(data, path)
-    with captured_output():
-        interp = Interpreter(model_content=data)
-    written = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}
-    inputs = {d["index"] for d in interp.get_input_details()}
-    out: dict[str, float] = {"int8_params": 0, "int32_params": 0, "float_params": 0, "other_params": 0, "weight_bytes": 0,
-           "scale_bytes": 0}
-    for d in interp.get_tensor_details():
-        i = d["index"]
-        if i in written or i in inputs:
-            continue
-        try:
-            arr = interp.get_tensor(i)
-        except ValueError:
-            continue
-        n = int(arr.size)
-        scales = (d.get("quantization_parameters") or {}).get("scales", [])
-        if arr.dtype in (np.int32, np.int64) and not len(scales):
-            continue  # shape / axis constants, not weights
-        if arr.dtype in (np.int8, np.uint8):
-            out["int8_params"] += n
-        elif arr.dtype == np.int32:
-            out["int32_params"] += n
-            out["weight_bytes"] += arr.nbytes
-            continue  # bias scales are derived (input scale x weight scale)
-        elif arr.dtype == np.float32:
-            out["float_params"] += n
-        else:
-            out["other_params"] += n
-        out["weight_bytes"] += arr.nbytes
-        if arr.dtype in (np.int8, np.uint8) and len(scales):
-            out["scale_bytes"] += 4 * len(scales)
-    out["total_bytes"] = out["weight_bytes"] + out["scale_bytes"]
-    out["total_kib"] = round(out["total_bytes"] / 1024, 2)
-    return out
+    return load_graph(Path(path)).weights_bytes
 
 
 def bench_run(run_dir: Path, work: Path, args) -> dict:
@@ -132,7 +89,8 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     from mcuzoo.config import load_config
     from mcuzoo.evaluate import evaluate_model, paired_difference, read_model_info
     from mcuzoo.quantization.mixed import search_mixed
-    from mcuzoo.quantization.onnx_qdq import Calibration, export_qdq, weights_flash
+    from mcuzoo.quantization.calibration import draw_calibration
+    from mcuzoo.quantization.onnx_qdq import export_qdq, weights_flash
     from mcuzoo.data import load_run_dataset
     from mcuzoo.quantization.tflite import quantize_tflite
 
@@ -150,7 +108,7 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     split_name, split = ("test", ds.test) if ds.test is not None and len(ds.test) else ("validation", ds.val)
     names = list(ds.class_names)
     bs = cfg.evaluation.batch_size
-    calib = ds.train.take(args.calibration_samples or cfg.quantization.calibration_samples, seed=cfg.dataset.seed)
+    calib = draw_calibration(cfg, ds, args.calibration_samples or None, rescale, offset)
     print(f"[{run_dir.name}] {cfg.model.name} on {ds.name}: {ds.summary()}; held-out: {split_name} "
           f"({len(split)} images); calibration {len(calib)} images", file=sys.stderr, flush=True)
 
@@ -168,18 +126,17 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
                  "seconds": None})
     if tflite_path.is_file():
         rows.append({"model": "int8 (.tflite)", "file": tflite_path.name, "top1": top1(tflite_path),
-                     "weights_bytes": tflite_weights_flash(tflite_path)["total_bytes"], "seconds": None})
+                     "weights_bytes": tflite_weights_flash(tflite_path), "seconds": None})
     work.mkdir(parents=True, exist_ok=True)
     for n in args.tflite_calibration:
         # the .tflite again with another number of calibration images (same seed, same first images)
         out = work / f"model_int8_calib{n}.tflite"
         t = time.time()
-        quantize_tflite(source, ds.train.take(n, seed=cfg.dataset.seed), out, rescale, offset,
-                        per_channel=not args.per_tensor)
+        quantize_tflite(source, draw_calibration(cfg, ds, n, rescale, offset), out, per_channel=not args.per_tensor)
         rows.append({"model": f"int8 (.tflite, {n} calibration images)", "file": out.name, "top1": top1(out),
-                     "weights_bytes": tflite_weights_flash(out)["total_bytes"], "seconds": round(time.time() - t, 1)})
+                     "weights_bytes": tflite_weights_flash(out), "seconds": round(time.time() - t, 1)})
     t = time.time()
-    qdq = export_qdq(source, calib, work, rescale, offset, per_channel=not args.per_tensor,
+    qdq = export_qdq(source, calib, work, per_channel=not args.per_tensor,
                      calibration_method=args.calibration_method)
     rows[0]["weights_bytes"] = weights_flash(work / "model_float.onnx").total_bytes  # float32 after BN folding
     rows.append({"model": f"QDQ int8 (.onnx, {args.calibration_method})", "file": qdq.name, "top1": top1(qdq),
@@ -188,7 +145,7 @@ def bench_run(run_dir: Path, work: Path, args) -> dict:
     if not args.no_mixed:
         t = time.time()
         res = search_mixed(
-            work / "model_float.onnx", Calibration(calib, rescale, offset), lambda p: evaluate_model(p, ds.val, names, rescale, offset, bs).correct,
+            work / "model_float.onnx", calib, lambda p: evaluate_model(p, ds.val, names, rescale, offset, bs).correct,
             tolerance=args.tolerance, out_dir=work, per_channel=not args.per_tensor,
             calibration_method=args.calibration_method, max_evals=args.max_evals, rank=args.rank,
             confidence=args.confidence,

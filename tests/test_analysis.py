@@ -134,6 +134,7 @@ def test_reshape_aliases_its_input():
 def mnist(tmp_path_factory):
     """st_mnist_v1 (28x28x1, 36 classes) with non-zero biases, as .keras and int8 .tflite."""
     from mcuzoo.models import build_model
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     model = build_model("st_mnist_v1", (28, 28, 1), 36)
@@ -145,7 +146,7 @@ def mnist(tmp_path_factory):
     d = tmp_path_factory.mktemp("mnist")
     model.save(d / "mnist.keras")
     images = rng.integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
-    quantize_tflite(model, images, d / "mnist.tflite", 1 / 127.5, -1.0)
+    quantize_tflite(model, Calibration(images, 1 / 127.5, -1.0), d / "mnist.tflite")
     return model, d / "mnist.keras", d / "mnist.tflite"
 
 

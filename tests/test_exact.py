@@ -93,13 +93,14 @@ def _tiny_family_model(tmp_path: Path, family: str, shape, classes: int = 5) -> 
 
     from mcuzoo.data import builtin
     from mcuzoo.models import build_model
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     keras.utils.set_random_seed(0)
     model = build_model(family, shape, classes)
     images, _ = builtin.generate("shapes", 6, shape, seed=0, stream=0)
     path = tmp_path / f"{family}.tflite"
-    quantize_tflite(model, images[:24], path, 1 / 127.5, -1.0)
+    quantize_tflite(model, Calibration(images[:24], 1 / 127.5, -1.0), path)
     return path
 
 

@@ -242,6 +242,7 @@ def native_seeds(d: Path) -> dict[str, bytes]:
     import tensorflow as tf
 
     from mcuzoo.console import captured_output
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     keras.utils.set_random_seed(0)
@@ -255,7 +256,7 @@ def native_seeds(d: Path) -> dict[str, bytes]:
     with captured_output():
         out["float.tflite"] = tf.lite.TFLiteConverter.from_keras_model(model).convert()
         calib = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
-        quantize_tflite(model, calib, d / "int8.tflite", 1 / 127.5, -1.0)
+        quantize_tflite(model, Calibration(calib, 1 / 127.5, -1.0), d / "int8.tflite")
     out["int8.tflite"] = (d / "int8.tflite").read_bytes()
     model.save(d / "conv.keras")
     out["conv.keras"] = (d / "conv.keras").read_bytes()

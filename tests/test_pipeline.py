@@ -95,12 +95,13 @@ def test_cli_evaluate_json_matches_metrics(tiny_run, capsys):
 
 def test_per_tensor_quantization(tiny_run, tmp_path):
     from mcuzoo.data import load_dataset
+    from mcuzoo.quantization.calibration import draw_calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     cfg = load_config(tiny_run / rundir.CONFIG)
     ds = load_dataset(cfg.dataset, (28, 28, 1))
-    q = quantize_tflite(tiny_run / rundir.FLOAT_MODEL, ds.train.take(8), tmp_path / "pt.tflite",
-                        cfg.preprocessing.rescale, cfg.preprocessing.offset, per_channel=False)
+    q = quantize_tflite(tiny_run / rundir.FLOAT_MODEL, draw_calibration(cfg, ds, 8), tmp_path / "pt.tflite",
+                        per_channel=False)
     it = interpreter(q.path)
     int8_weights = [t for t in it.get_tensor_details() if t["dtype"] == np.int8 and len(t["shape"]) == 4
                     and t["shape"][0] > 1 and t["quantization_parameters"]["scales"].size]

@@ -20,6 +20,7 @@ def models(tmp_path_factory):
 
     from mcuzoo.evaluate import ModelInfo
     from mcuzoo.models import build_model
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     d = tmp_path_factory.mktemp("model")
@@ -29,7 +30,7 @@ def models(tmp_path_factory):
     model.save(keras_path)
     calib = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
     tflite_path = d / rundir.INT8_TFLITE
-    quantize_tflite(model, calib, tflite_path, 1 / 127.5, -1.0)
+    quantize_tflite(model, Calibration(calib, 1 / 127.5, -1.0), tflite_path)
     info = ModelInfo(class_names=CLASSES, input_shape=(28, 28, 1), rescale=1 / 127.5, offset=-1.0, model="st_mnist_v1")
     rundir.write_json(d / rundir.MODEL_INFO, info.to_json())
     return {"keras": keras_path, "tflite": tflite_path, "dir": d}

@@ -6,6 +6,7 @@ import pytest
 
 from mcuzoo import rundir
 from mcuzoo.errors import ConfigError, McuzooError
+from mcuzoo.quantization.calibration import Calibration, draw_calibration
 
 TINY = [  # about 29 % top-1 on validation (chance: 3 %): enough for int8 and fine-tuning to matter
     "name=qat", "dataset.samples_per_class=30", "training.epochs=10", "training.batch_size=8",
@@ -53,7 +54,7 @@ def test_fake_quantized_model_is_the_float_model_plus_8_bit_noise():
     qmodel, taps, fqs = fake_quant_graph(model)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 48, 48, 3), dtype=np.uint8)
-    _set_ranges(taps, fqs, images, 1 / 255, 0.0)
+    _set_ranges(taps, fqs, Calibration(images, 1 / 255, 0.0))
     for fq in fqs:  # ranges hold 0 and what the float tensor reaches
         assert float(fq.lo.numpy()) <= 0.0 < float(fq.hi.numpy())
     x = images.astype(np.float32) / 255
@@ -73,7 +74,7 @@ def test_fake_quant_graph_can_be_built_twice_from_one_model():
     outputs = []
     for _ in range(2):
         qmodel, taps, fqs = fake_quant_graph(model)
-        _set_ranges(taps, fqs, images, 1 / 255, 0.0)
+        _set_ranges(taps, fqs, Calibration(images, 1 / 255, 0.0))
         outputs.append(np.asarray(qmodel(images.astype(np.float32) / 255)))
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
 
@@ -89,15 +90,15 @@ def test_fake_quantized_model_is_closer_to_the_int8_tflite_than_the_float_model_
 
     cfg = load_config(trained / rundir.CONFIG)
     ds = load_run_dataset(cfg)
-    calib = ds.train.take(cfg.quantization.calibration_samples, seed=cfg.dataset.seed)
+    calib = draw_calibration(cfg, ds)
     r, o = cfg.preprocessing.rescale, cfg.preprocessing.offset
     x, _ = ds.val.to_numpy()
     for per_channel in (True, False):
-        tfl = quantize_tflite(trained / rundir.FLOAT_MODEL, calib, tmp_path / f"m{per_channel}.tflite", r, o,
+        tfl = quantize_tflite(trained / rundir.FLOAT_MODEL, calib, tmp_path / f"m{per_channel}.tflite",
                               per_channel=per_channel)
         model = load_keras_model(trained / rundir.FLOAT_MODEL)
         qmodel, taps, fqs = fake_quant_graph(model, per_channel=per_channel)
-        _set_ranges(taps, fqs, calib, r, o)
+        _set_ranges(taps, fqs, calib)
         xf = x.astype(np.float32) * r + o
         f, q = np.asarray(model(xf)), np.asarray(qmodel(xf))
         t = open_model(tfl.path, r, o)[2](x)
@@ -166,15 +167,15 @@ def test_bad_qat_settings_are_clear_errors(trained):
             load_config(None, [bad])
     cfg = load_config(trained / rundir.CONFIG)
     ds = load_run_dataset(cfg)
-    calib = ds.train.take(8)
+    calib = draw_calibration(cfg, ds, 8)
     args = (trained / rundir.FLOAT_MODEL, ds, trained)
     with pytest.raises(McuzooError, match="at least 1 epoch"):
-        finetune_qat(*args, calib, 1 / 127.5, -1.0, epochs=0)
-    with pytest.raises(McuzooError, match="calibration set is empty"):
-        finetune_qat(*args, calib[:0], 1 / 127.5, -1.0, epochs=1)
+        finetune_qat(*args, calib, epochs=0)
+    with pytest.raises(McuzooError, match="learning rate"):
+        finetune_qat(*args, calib, epochs=1, learning_rate=0)
     empty = type(ds)(ds.name, ds.class_names, ds.train, ds.val.subset(np.arange(0)), ds.test)
     with pytest.raises(McuzooError, match="validation split"):
-        finetune_qat(trained / rundir.FLOAT_MODEL, empty, trained, calib, 1 / 127.5, -1.0, epochs=1)
+        finetune_qat(trained / rundir.FLOAT_MODEL, empty, trained, calib, epochs=1)
 
 
 def test_graphs_the_fine_tuning_cannot_follow_are_refused():

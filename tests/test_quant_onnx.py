@@ -21,6 +21,7 @@ def trained(tmp_path_factory):
     from mcuzoo.data import load_dataset
     from mcuzoo.evaluate import ModelInfo
     from mcuzoo.models import build_model
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     run = tmp_path_factory.mktemp("run")
@@ -39,12 +40,13 @@ def trained(tmp_path_factory):
     x, y = ds.train.to_numpy()
     model.fit(x.astype(np.float32) * RESCALE + OFFSET, y, batch_size=32, epochs=30, verbose=0)
     model.save(run / rundir.FLOAT_MODEL)
-    calib = ds.train.take(64, seed=0)
-    quantize_tflite(model, calib, run / rundir.INT8_TFLITE, RESCALE, OFFSET)
+    images = ds.train.take(64, seed=0)
+    calib = Calibration(images, RESCALE, OFFSET)
+    quantize_tflite(model, calib, run / rundir.INT8_TFLITE)
     rundir.write_text(run / rundir.CONFIG, config_to_yaml(cfg))
     info = ModelInfo(list(ds.class_names), (28, 28, 1), RESCALE, OFFSET, "st_mnist_v1", ds.name)
     rundir.write_json(run / rundir.MODEL_INFO, info.to_json())
-    return {"run": run, "ds": ds, "calib": calib, "model": model}
+    return {"run": run, "ds": ds, "images": images, "calib": calib, "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def qdq(trained, tmp_path_factory):
     from mcuzoo.quantization.onnx_qdq import export_qdq
 
     out = tmp_path_factory.mktemp("qdq")
-    path = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], out, RESCALE, OFFSET)
+    path = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], out)
     return path
 
 
@@ -143,7 +145,7 @@ def test_per_channel_vs_per_tensor_scales(trained, qdq, tmp_path):
     assert per_channel and all(len(s) == 1 and s[0] > 1 for _, s in per_channel)
     # one scale per output channel: axis 0 of a conv weight, axis 1 of a (K, N) dense weight
     assert all(s[0] in (w[0], w[-1]) for w, s in per_channel)
-    pt = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], tmp_path, RESCALE, OFFSET,
+    pt = export_qdq(trained["run"] / rundir.FLOAT_MODEL, trained["calib"], tmp_path,
                     per_channel=False, float_onnx=qdq.parent / "model_float.onnx")
     per_tensor = _weight_scales(_onnx(pt))
     assert len(per_tensor) == len(per_channel)
@@ -152,9 +154,10 @@ def test_per_channel_vs_per_tensor_scales(trained, qdq, tmp_path):
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
 def test_calibration_methods_each_give_a_working_model(trained, qdq, tmp_path, method):
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.onnx_qdq import export_qdq
 
-    p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"][:32], tmp_path, RESCALE, OFFSET,
+    p = export_qdq(qdq.parent / "model_float.onnx", Calibration(trained["images"][:32], RESCALE, OFFSET), tmp_path,
                    calibration_method=method)
     x = trained["ds"].test.to_numpy()[0][:64]
     ref = _predict(qdq.parent / "model_float.onnx", x).argmax(1)
@@ -164,6 +167,7 @@ def test_calibration_methods_each_give_a_working_model(trained, qdq, tmp_path, m
 def test_number_of_calibration_images_matters(trained, qdq, tmp_path):
     from onnx import numpy_helper
 
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.onnx_qdq import export_qdq
 
     def act_scales(path):
@@ -172,7 +176,7 @@ def test_number_of_calibration_images_matters(trained, qdq, tmp_path):
         return {n.input[0]: float(numpy_helper.to_array(inits[n.input[1]])) for n in m.graph.node
                 if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
 
-    one = export_qdq(qdq.parent / "model_float.onnx", trained["calib"][:1], tmp_path / "one", RESCALE, OFFSET)
+    one = export_qdq(qdq.parent / "model_float.onnx", Calibration(trained["images"][:1], RESCALE, OFFSET), tmp_path / "one")
     many = act_scales(qdq)  # 64 images
     few = act_scales(one)
     assert few.keys() == many.keys()
@@ -187,7 +191,7 @@ def test_uint8_input_variant(trained, qdq, tmp_path):
     from mcuzoo.evaluate import evaluate_model
     from mcuzoo.quantization.onnx_qdq import export_qdq
 
-    p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET, input_dtype="uint8")
+    p = export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, input_dtype="uint8")
     assert _onnx(p).graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
     ds = trained["ds"]
     a = evaluate_model(p, ds.test, ds.class_names, RESCALE, OFFSET).top1
@@ -196,6 +200,7 @@ def test_uint8_input_variant(trained, qdq, tmp_path):
 
 
 def test_weights_flash_counts_int8_bytes(qdq):
+    from mcuzoo.analysis.graph import load_graph
     from mcuzoo.quantization.onnx_qdq import weights_flash
 
     f = weights_flash(qdq.parent / "model_float.onnx")
@@ -203,6 +208,59 @@ def test_weights_flash_counts_int8_bytes(qdq):
     assert f.float_params >= 9536 and q.int8_params == 9536  # ST MNIST at 36 classes: conv + dense weights
     assert q.w8_share == 100.0 and q.int4_params == 0
     assert q.total_bytes < f.total_bytes / 3
+    # the definition: int8 weights one byte, int32 biases four, the int64 shape constants, no scales
+    assert q.int32_params > 0 and q.config_bytes > 0 and q.float_params == q.other_params == 0
+    assert q.total_bytes == q.int8_params + 4 * q.int32_params + q.config_bytes
+    # one definition: the analysis counts the same bytes in the same files
+    for path in (qdq, qdq.parent / "model_float.onnx"):
+        assert load_graph(path).weights_bytes == weights_flash(path).total_bytes, path.name
+
+
+def _tflite_numbers(data: bytes) -> list:
+    """Every tensor's shape, type, quantization and constant data (not its name: names follow tracing)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    written = {int(t) for op in it._get_ops_details() for t in op["outputs"]}
+    written |= {d["index"] for d in it.get_input_details()}
+    out = []
+    for d in it.get_tensor_details():
+        q = d["quantization_parameters"]
+        const = it.get_tensor(d["index"]).tobytes() if d["index"] not in written else b""
+        out.append((tuple(d["shape"]), str(d["dtype"]), q["scales"].tobytes(), q["zero_points"].tobytes(), const))
+    return out
+
+
+def test_the_tflite_is_the_converters_on_the_anchored_calibration_images(trained, tmp_path):
+    """quantize_tflite is the converter on the calibration images in their drawn order, one at a time, the first
+    with a pixel at 0 and one at 255: the same model as the converter called by hand on those images."""
+    import tensorflow as tf
+
+    from mcuzoo.console import captured_output
+    from mcuzoo.models import load_keras_model
+    from mcuzoo.quantization.tflite import quantize_tflite
+
+    cal = trained["calib"]
+    assert np.array_equal(cal.drawn, trained["images"])  # the draw itself stays as drawn
+    anchored = trained["images"].copy()
+    anchored[0, 0, 0, :], anchored[0, 0, -1, :] = 0, 255
+    assert np.array_equal(cal.images, anchored) and not np.array_equal(anchored, trained["images"])
+
+    def rep():
+        for img in anchored:
+            yield [img[None].astype(np.float32) * RESCALE + OFFSET]
+
+    with captured_output():
+        conv = tf.lite.TFLiteConverter.from_keras_model(load_keras_model(trained["run"] / rundir.FLOAT_MODEL))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.float32
+        by_hand = conv.convert()
+    ours = quantize_tflite(trained["run"] / rundir.FLOAT_MODEL, cal, tmp_path / "m.tflite").path.read_bytes()
+    assert _tflite_numbers(ours) == _tflite_numbers(by_hand)
+    assert _tflite_numbers(ours) == _tflite_numbers((trained["run"] / rundir.INT8_TFLITE).read_bytes())
 
 
 # ---------------------------------------------------------------------------
@@ -221,7 +279,8 @@ def test_mixed_search(trained, qdq, tmp_path):
 
     from mcuzoo.evaluate import evaluate_model
     from mcuzoo.quantization.mixed import search_mixed
-    from mcuzoo.quantization.onnx_qdq import Calibration, weights_flash
+    from mcuzoo.analysis.graph import load_graph
+    from mcuzoo.quantization.onnx_qdq import weights_flash
 
     ds = trained["ds"]
     calls = []
@@ -230,7 +289,7 @@ def test_mixed_search(trained, qdq, tmp_path):
         calls.append(path)
         return evaluate_model(path, ds.val, ds.class_names, RESCALE, OFFSET).top1
 
-    res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+    res = search_mixed(qdq.parent / "model_float.onnx", trained["calib"], eval_fn,
                        tolerance=0.03, out_dir=tmp_path, max_evals=8)
     assert re.fullmatch(r"model_qdq_w4_\d+\.\d_w8_\d+\.\d_a8_100\.onnx", res.path.name), res.path.name
     w4, w8 = (float(v) for v in re.findall(r"_w[48]_([\d.]+)(?=_)", res.path.name))
@@ -240,7 +299,7 @@ def test_mixed_search(trained, qdq, tmp_path):
     assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 21
     assert any(i.data_type == TensorProto.INT4 for i in m.graph.initializer)
     assert res.int4_tensors and res.weights_bytes < res.weights_bytes_int8
-    assert weights_flash(res.path).total_bytes == res.weights_bytes
+    assert weights_flash(res.path).total_bytes == res.weights_bytes == load_graph(res.path).weights_bytes
     assert res.accuracy >= res.accuracy_int8 - 0.03 - 1e-9
     # int4 weights are still per-channel, and the file runs with float in / out
     assert all(len(s) == 1 for _, s in _weight_scales(m))
@@ -285,7 +344,6 @@ def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, t
     search keeps only as many int4 tensors as the standard error allows, and a gain does not pay for noise."""
     from mcuzoo.evaluate import paired_difference
     from mcuzoo.quantization.mixed import search_mixed
-    from mcuzoo.quantization.onnx_qdq import Calibration
 
     n = 200
     reference = np.arange(n) < 120
@@ -300,7 +358,7 @@ def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, t
     def eval_fn(path):
         return correct(_int4_tensors(path))
 
-    res = search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+    res = search_mixed(qdq.parent / "model_float.onnx", trained["calib"], eval_fn,
                        tolerance=0.015, out_dir=tmp_path, max_evals=12, confidence=confidence)
     k = len(res.int4_tensors)
     total = len(res.int4_tensors) + len(res.int8_tensors)
@@ -317,7 +375,7 @@ def test_mixed_search_confidence_guards_against_noisy_validation(trained, qdq, t
         assert z * more.se > 0.015 and (more.diff + z * more.se <= 0.015) == lucky
     assert res.confidence == confidence
     with pytest.raises(McuzooError, match="confidence"):
-        search_mixed(qdq.parent / "model_float.onnx", Calibration(trained["calib"], RESCALE, OFFSET), eval_fn,
+        search_mixed(qdq.parent / "model_float.onnx", trained["calib"], eval_fn,
                      out_dir=tmp_path, confidence=1.0)
 
 
@@ -329,8 +387,7 @@ def test_quant_report_ranks_layers_and_writes_png(trained, tmp_path):
     from mcuzoo.quantization.report import quant_report, report_table, write_report
 
     run = trained["run"]
-    errs = quant_report(run / rundir.FLOAT_MODEL, run / rundir.INT8_TFLITE, trained["calib"], RESCALE, OFFSET,
-                        max_images=16)
+    errs = quant_report(run / rundir.FLOAT_MODEL, run / rundir.INT8_TFLITE, trained["calib"], max_images=16)
     # conv1..conv5 (fused conv/bn/relu), GAP and the softmax output
     assert errs.matched >= 7 and errs.layers_total == 18 and errs.images == 16
     assert {"conv1_relu", "dwconv2_relu", "conv5_relu", "avg_pool", "predictions"} <= {e.layer for e in errs}
@@ -369,11 +426,11 @@ def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
 
     other = build_model("st_mnist_v1", (32, 32, 1), 10)
     with pytest.raises(McuzooError, match="model takes"):
-        quant_report(other, trained["run"] / rundir.INT8_TFLITE, trained["calib"], RESCALE, OFFSET)
+        quant_report(other, trained["run"] / rundir.INT8_TFLITE, trained["calib"])
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ModelFileError, match="TFL3"):
-        quant_report(trained["model"], bad, trained["calib"], RESCALE, OFFSET)
+        quant_report(trained["model"], bad, trained["calib"])
 
 
 # ---------------------------------------------------------------------------
@@ -437,24 +494,26 @@ def _one_line(e):
 
 
 def test_empty_calibration_set(trained, qdq, tmp_path):
-    from mcuzoo.quantization.mixed import search_mixed
-    from mcuzoo.quantization.onnx_qdq import Calibration, export_qdq
+    from mcuzoo.quantization.calibration import Calibration
+    from mcuzoo.quantization.onnx_qdq import export_qdq
 
     empty = np.zeros((0, 28, 28, 1), np.uint8)
     with pytest.raises(McuzooError, match="calibration set is empty") as e:
-        export_qdq(trained["model"], empty, tmp_path, RESCALE, OFFSET)
+        Calibration(empty, RESCALE, OFFSET)
     _one_line(e)
     with pytest.raises(McuzooError, match="calibration set is empty"):
-        search_mixed(qdq.parent / "model_float.onnx", (empty, RESCALE, OFFSET), lambda p: 1.0)
+        Calibration(None, RESCALE, OFFSET)
     with pytest.raises(McuzooError, match="calibration images are"):
-        export_qdq(qdq.parent / "model_float.onnx", np.zeros((4, 32, 32, 1), np.uint8), tmp_path, RESCALE, OFFSET)
+        export_qdq(qdq.parent / "model_float.onnx", Calibration(np.zeros((4, 32, 32, 1), np.uint8), RESCALE, OFFSET),
+                   tmp_path)
     with pytest.raises(McuzooError, match="uint8 pixels"):
         Calibration(np.full((2, 28, 28, 1), 0.5, np.float32), RESCALE, OFFSET)
+    with pytest.raises(McuzooError, match="rescale"):
+        Calibration(trained["images"], 0.0, OFFSET)
     with pytest.raises(McuzooError, match="calibration method"):
-        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET,
-                   calibration_method="kl")
+        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, calibration_method="kl")
     with pytest.raises(McuzooError, match="opset"):
-        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, RESCALE, OFFSET, opset=13)
+        export_qdq(qdq.parent / "model_float.onnx", trained["calib"], tmp_path, opset=13)
 
 
 def test_malformed_onnx(trained, qdq, tmp_path):
@@ -471,9 +530,9 @@ def test_malformed_onnx(trained, qdq, tmp_path):
             load_onnx(bad)
         _one_line(e)
         with pytest.raises(ModelFileError):
-            export_qdq(bad, trained["calib"], tmp_path, RESCALE, OFFSET)
+            export_qdq(bad, trained["calib"], tmp_path)
         with pytest.raises(ModelFileError):
-            search_mixed(bad, (trained["calib"], RESCALE, OFFSET), lambda p: 1.0)
+            search_mixed(bad, trained["calib"], lambda p: 1.0)
         with pytest.raises(ModelFileError):
             weights_flash(bad)
     with pytest.raises(ModelFileError):

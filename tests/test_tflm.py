@@ -74,6 +74,7 @@ FAMILIES = [  # (model, input, classes, per-channel weights)
 @pytest.fixture(scope="module")
 def family_models(tmp_path_factory):
     from mcuzoo.models import build_model
+    from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
     out = {}
@@ -83,7 +84,7 @@ def family_models(tmp_path_factory):
         model = build_model(name, shape, num_classes=classes)
         images = rng.integers(0, 256, size=(4, *shape)).astype(np.uint8)
         path = d / f"{name}.tflite"
-        quantize_tflite(model, images, path, 1 / 255.0, 0.0, per_channel=per_channel)
+        quantize_tflite(model, Calibration(images, 1 / 255.0, 0.0), path, per_channel=per_channel)
         out[name] = path
     return out
 

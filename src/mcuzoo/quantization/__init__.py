@@ -1,7 +1,8 @@
 """The quantization stage: a run's float model to int8 models.
 
 Entry point: :func:`run_stage` (``mcuzoo run``'s quantize stage); the
-``mcuzoo quantize`` verb is in :mod:`.cli`. One module per method:
+``mcuzoo quantize`` verb is in :mod:`.cli`. The stage draws its calibration set
+once (:mod:`.calibration`) and hands it to every method. One module per method:
 
 - :mod:`.tflite`: post-training int8 .tflite (uint8 raw-pixel input), as on the model cards;
 - :mod:`.qat`: quantization-aware fine-tuning of a copy of the float model;

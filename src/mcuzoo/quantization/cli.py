@@ -55,11 +55,11 @@ def cmd_quantize(args) -> int:
     if "onnx" in res:
         o = res["onnx"]
         print_out(f"{o['file']}: top-1 on {split_name} [bold]{100 * o['top1']:.2f} %[/], "
-                  f"weights {o['weights_flash_bytes']:,} B")
+                  f"weights flash {o['weights_flash_bytes']:,} B")
     if "mixed" in res:
         m = res["mixed"]
         print_out(f"{m['file']}: top-1 on {split_name} [bold]{100 * m['top1']:.2f} %[/], "
-                  f"weights {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
+                  f"weights flash {m['weights_bytes']:,} B (-{m['saving_pct']:.1f} % vs all-int8)")
     if "report" in res:
         from .report import REPORT_JSON, REPORT_PNG, LayerError, LayerErrors, report_table
 

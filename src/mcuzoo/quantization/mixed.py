@@ -62,11 +62,10 @@ import numpy as np
 from .. import rundir
 from ..errors import McuzooError
 from ..models.scoring import paired_difference
+from .calibration import Calibration
 from .onnx_qdq import (
     INT4_OPSET,
-    Calibration,
     activation_8bit_share,
-    as_calibration,
     load_onnx,
     prepare_float,
     quantize_prepared,
@@ -101,7 +100,7 @@ class MixedResult:
     a8_share: float
     int4_tensors: list[str]
     int8_tensors: list[str]
-    weights_bytes: int           # weights flash of the mixed model (see onnx_qdq.weights_flash)
+    weights_bytes: int           # weights flash of the mixed model (mcuzoo.models.flash's definition)
     weights_bytes_int8: int      # the same for the all-int8 QDQ model
     evaluations: int
     rank: str
@@ -176,7 +175,7 @@ def rank_weights(prepared_path: str | Path, weights: list[dict], per_channel: bo
 
 def search_mixed(
     float_onnx_path: str | Path,
-    calibration,
+    calibration: Calibration,
     eval_fn: Callable[[Path], Any],  # a top-1, or per-image correctness (see the module doc)
     tolerance: float = 0.015,
     out_dir: str | Path | None = None,
@@ -187,16 +186,13 @@ def search_mixed(
     rank: str = "sensitivity",
     max_evals: int = 12,
     refine: bool = True,
-    rescale: float | None = None,
-    offset: float | None = None,
     keep_int8: bool = False,
     confidence: float = 0.9,
 ) -> MixedResult:
     """Search int4/int8 weights per tensor; write ``<stem>_qdq_w4_.._w8_.._a8_100.onnx`` into ``out_dir``.
 
-    ``calibration``: a :class:`mcuzoo.quantization.onnx_qdq.Calibration`, an (images, rescale,
-    offset) tuple, or uint8 images with ``rescale``/``offset``. ``eval_fn(path)``
-    returns top-1 in [0, 1] of the ONNX file at ``path`` on a validation split.
+    ``calibration``: the activation calibration of every candidate. ``eval_fn(path)``
+    returns top-1 in [0, 1] of the ONNX file at ``path`` on a validation split,
     or a bool array of per-image correctness (then ``confidence`` applies, see
     the module's docstring).
     ``tolerance`` is in the same unit (0.015: 1.5 points). ``keep_int8`` also
@@ -206,7 +202,6 @@ def search_mixed(
     scored models and the reference's per-image results, and read in the order the module doc describes
     (score the ends, bisect on the ranking, refine, keep the smallest passing model).
     """
-    cal: Calibration = as_calibration(calibration, rescale, offset)
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
         raise McuzooError(f"mixed tolerance must be in [0, 1) (0.015 = 1.5 points), got {tolerance!r}")
     if not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1):
@@ -241,7 +236,7 @@ def search_mixed(
                 return scored[raised]
             path = tmp / f"cand{len(scored)}.onnx"
             bits = {n: (8 if n in raised else 4) for n in names}
-            quantize_prepared(prepared, cal, path, per_channel, calibration_method, activation_type,
+            quantize_prepared(prepared, calibration, path, per_channel, calibration_method, activation_type,
                               weight_bits=bits, cache_path=cache)
             got = eval_fn(path)
             if isinstance(got, np.ndarray) and got.ndim == 1 and got.size and got.dtype == bool:

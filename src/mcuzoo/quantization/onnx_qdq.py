@@ -9,11 +9,9 @@ request), activations int8 (or uint8) **asymmetric**, calibrated on training
 images. Input and output stay float32, so the file runs anywhere ONNX runs and
 :func:`mcuzoo.models.scoring.evaluate_model` scores it like the float model.
 
-Calibration follows :mod:`mcuzoo.quantization.tflite`: the model's float input is
-``pixel * rescale + offset``, and the first calibration image gets one pixel at
-0 and one at 255 so that the calibrated input range is exactly the image of
-[0, 255] under the preprocessing (with min-max calibration the input
-QuantizeLinear's scale is then the preprocessing's own ``rescale``).
+Calibration is the one of the .tflite (:class:`~.calibration.Calibration`): the
+first image anchors the input range, so that with min-max calibration the input
+QuantizeLinear's scale is the preprocessing's own ``rescale``.
 
 Before quantization the float graph goes through ONNX Runtime's quantization
 pre-processing (shape inference and the basic graph optimisations: a BatchNorm
@@ -21,29 +19,29 @@ left as a Mul after a depthwise convolution is folded into its weights, as the
 TFLite converter does), in a temporary folder; the kept float model is Keras'
 export untouched.
 
-Weights flash of a QDQ model (:func:`weights_flash`) counts what a board would
-store: quantized weights at their bit width (int4 packed two per byte, int8 one
-byte), int32 biases, one float32 scale and one zero point per channel (or per
-tensor), and any float constant left unquantized; shape constants (int64) are
-not counted.
+Weights flash of a QDQ model (:func:`weights_flash`) is :mod:`mcuzoo.models.flash`'s:
+the constants at their stored width (int4 weights packed two per byte, int8 one
+byte, int32 biases, float constants left unquantized, the nodes' integer
+configuration constants), the scales and zero points apart.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
 import logging
-import math
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 
 from .. import rundir
 from ..console import captured_output
-from ..data.core import preprocess
 from ..errors import McuzooError, ModelFileError, first_line
+from ..models.flash import WeightsFlash, dtype_bits, is_parameter
+from ..models.flash import weights_flash as count_weights_flash
+from .calibration import Calibration
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_TYPES = ("int8", "uint8")
@@ -54,7 +52,7 @@ MAX_OPSET = 21
 TF2ONNX_MAX_OPSET = 18   # newest opset tf2onnx 1.17 writes; higher ones are reached with onnx's version converter
 WEIGHT_OPS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0}  # op -> per-channel axis of its weight input
 
-_BITS: dict[int, int] = {}  # onnx TensorProto data type -> bits, filled lazily
+_DTYPES: dict[int, str] = {}  # onnx TensorProto data type -> dtype name, filled lazily
 
 
 def float_onnx_name(stem: str = "model") -> str:
@@ -64,93 +62,6 @@ def float_onnx_name(stem: str = "model") -> str:
 def qdq_name(stem: str = "model") -> str:
     """``model_qdq_int8.onnx``: the name says what the file holds."""
     return f"{stem}_qdq_int8.onnx"
-
-
-# ---------------------------------------------------------------------------
-# calibration data
-
-
-class Calibration:
-    """Calibration images as the model sees them.
-
-    ``images`` are uint8 (N, H, W, C) training images; the model input is
-    ``pixel * rescale + offset`` (or the raw pixels for a uint8-input model).
-    The first image anchors the input range (a pixel at 0 and one at 255).
-    """
-
-    def __init__(self, images, rescale: float, offset: float, batch_size: int = 16):
-        images = np.asarray(images) if images is not None else np.zeros((0,))
-        if images.ndim == 0 or len(images) == 0:
-            raise McuzooError("calibration set is empty: quantization needs training images")
-        if images.ndim == 3:
-            images = images[..., None]
-        if images.ndim != 4:
-            raise McuzooError(f"calibration images must be (N, H, W, C), got shape {images.shape}")
-        if images.dtype != np.uint8:
-            if np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 255:
-                raise McuzooError("calibration images must be uint8 pixels (0-255), not preprocessed floats")
-            images = images.astype(np.uint8)
-        if not (isinstance(rescale, (int, float)) and math.isfinite(rescale) and rescale > 0):
-            raise McuzooError(f"preprocessing rescale must be a positive number, got {rescale!r}")
-        if not (isinstance(offset, (int, float)) and math.isfinite(offset)):
-            raise McuzooError(f"preprocessing offset must be a number, got {offset!r}")
-        self.images = np.array(images, copy=True)
-        self.images[0, 0, 0, :] = 0
-        self.images[0, 0, -1, :] = 255
-        self.rescale = float(rescale)
-        self.offset = float(offset)
-        self.batch_size = max(1, int(batch_size))
-
-    def __len__(self) -> int:
-        return int(len(self.images))
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
-
-    def reader(self, input_name: str, input_dtype: str = "float"):
-        """An onnxruntime CalibrationDataReader over the batches (supports strided collection)."""
-        from onnxruntime.quantization import CalibrationDataReader
-
-        cal = self
-
-        class _Reader(CalibrationDataReader):
-            def __init__(self):
-                self.start, self.end = 0, None
-                self.n = math.ceil(len(cal.images) / cal.batch_size)
-                self.i = 0
-
-            def __len__(self):
-                return self.n
-
-            def set_range(self, start_index: int, end_index: int):
-                self.start, self.end, self.i = start_index, end_index, start_index
-
-            def get_next(self):
-                end = self.n if self.end is None else min(self.end, self.n)
-                if self.i >= end:
-                    return None
-                b = cal.batch_size
-                x = cal.images[self.i * b:(self.i + 1) * b]
-                self.i += 1
-                feed = x if input_dtype == "uint8" else preprocess(x, cal.rescale, cal.offset)
-                return {input_name: feed}
-
-            def rewind(self):
-                self.i = self.start
-
-        return _Reader()
-
-
-def as_calibration(calibration, rescale: float | None = None, offset: float | None = None) -> Calibration:
-    """A :class:`Calibration` from one, or from a (images, rescale, offset) tuple, or from uint8 images."""
-    if isinstance(calibration, Calibration):
-        return calibration
-    if isinstance(calibration, tuple) and len(calibration) == 3:
-        return Calibration(*calibration)
-    if rescale is None or offset is None:
-        raise McuzooError("calibration images need the preprocessing (rescale and offset)")
-    return Calibration(calibration, rescale, offset)
 
 
 # ---------------------------------------------------------------------------
@@ -395,6 +306,46 @@ def _supports_cache() -> bool:
     return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
+def _int4_overrides(prepared: Prepared, weight_bits: dict[str, int] | None, per_channel: bool) -> dict:
+    """ORT's ``TensorQuantOverrides`` for the weights ``weight_bits`` holds in 4 bits (symmetric, per channel
+    along the weight's channel axis unless per tensor); 8-bit weights need none."""
+    from onnxruntime.quantization import QuantType
+
+    overrides = {}
+    for name, bits in (weight_bits or {}).items():
+        if bits == 8:
+            continue
+        if bits != 4:
+            raise McuzooError(f"weight bits must be 4 or 8, got {bits} for {name}")
+        if prepared.opset < INT4_OPSET:
+            raise McuzooError(f"int4 weights need ONNX opset {INT4_OPSET}, the model is at {prepared.opset}")
+        ov = {"quant_type": QuantType.QInt4, "symmetric": True}
+        if per_channel:
+            ov["axis"] = int(prepared.axes.get(name, 0))
+        overrides[name] = [ov]
+    return overrides
+
+
+def _extra_options(prepared: Prepared, n_batches: int, per_channel: bool, calibration_method: str,
+                   weight_bits: dict[str, int] | None, percentile: float) -> dict:
+    """``quantize_static``'s ``extra_options``: symmetric weights, asymmetric activations, strided calibration
+    (bounded memory), MatMul weights per output channel, the percentile and the int4 overrides."""
+    stride = max(d for d in range(1, min(4, n_batches) + 1) if n_batches % d == 0)  # bounded memory
+    extra: dict = {
+        "WeightSymmetric": True,
+        "ActivationSymmetric": False,
+        "CalibStridedMinMax": stride,
+    }
+    if per_channel:
+        extra["QDQOpTypePerChannelSupportToAxis"] = {"MatMul": 1}
+    if calibration_method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+    overrides = _int4_overrides(prepared, weight_bits, per_channel)
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
+    return extra
+
+
 def quantize_prepared(
     prepared: Prepared,
     calibration: Calibration,
@@ -415,31 +366,7 @@ def quantize_prepared(
     if tuple(calibration.image_shape) != tuple(prepared.input_shape):
         raise McuzooError(f"calibration images are {calibration.image_shape} but the model takes {prepared.input_shape}")
     reader = calibration.reader(prepared.input_name, prepared.input_dtype)
-    n_batches = len(reader)
-    stride = max(d for d in range(1, min(4, n_batches) + 1) if n_batches % d == 0)  # bounded memory
-    extra: dict = {
-        "WeightSymmetric": True,
-        "ActivationSymmetric": False,
-        "CalibStridedMinMax": stride,
-    }
-    if per_channel:
-        extra["QDQOpTypePerChannelSupportToAxis"] = {"MatMul": 1}
-    if calibration_method == "percentile":
-        extra["CalibPercentile"] = float(percentile)
-    overrides = {}
-    for name, bits in (weight_bits or {}).items():
-        if bits == 8:
-            continue
-        if bits != 4:
-            raise McuzooError(f"weight bits must be 4 or 8, got {bits} for {name}")
-        if prepared.opset < INT4_OPSET:
-            raise McuzooError(f"int4 weights need ONNX opset {INT4_OPSET}, the model is at {prepared.opset}")
-        ov = {"quant_type": QuantType.QInt4, "symmetric": True}
-        if per_channel:
-            ov["axis"] = int(prepared.axes.get(name, 0))
-        overrides[name] = [ov]
-    if overrides:
-        extra["TensorQuantOverrides"] = overrides
+    extra = _extra_options(prepared, len(reader), per_channel, calibration_method, weight_bits, percentile)
     kwargs = {}
     if cache_path is not None and _supports_cache():
         kwargs["calibration_cache_path"] = str(cache_path)
@@ -471,10 +398,8 @@ def quantize_prepared(
 
 def export_qdq(
     model_or_keras_path,
-    calibration_images_uint8,
+    calibration: Calibration,
     out_dir: str | Path,
-    rescale: float,
-    offset: float,
     per_channel: bool = True,
     calibration_method: str = "minmax",
     opset: int = MIN_OPSET,
@@ -488,9 +413,8 @@ def export_qdq(
 
     ``model_or_keras_path``: a Keras model, a .keras file, or an existing float
     .onnx file (then it is quantized as is). ``float_onnx``: reuse this float
-    export instead of exporting again.
+    export instead of exporting again. ``input_dtype="uint8"`` puts ``calibration``'s preprocessing in front.
     """
-    cal = Calibration(calibration_images_uint8, rescale, offset)
     _method(calibration_method)
     opset = _check_opset(opset)
     if activation_type not in ACTIVATION_TYPES:
@@ -506,8 +430,9 @@ def export_qdq(
         fpath = export_float_onnx(src, out_dir / float_onnx_name(stem), opset)
     out = out_dir / qdq_name(stem)
     with tempfile.TemporaryDirectory(prefix="mcuzoo_qdq_") as tmp:
-        prepared = prepare_float(fpath, Path(tmp) / "prepared.onnx", opset, input_dtype, rescale, offset)
-        quantize_prepared(prepared, cal, out, per_channel, calibration_method, activation_type, percentile=percentile)
+        prepared = prepare_float(fpath, Path(tmp) / "prepared.onnx", opset, input_dtype,
+                                 calibration.rescale, calibration.offset)
+        quantize_prepared(prepared, calibration, out, per_channel, calibration_method, activation_type, percentile=percentile)
     load_onnx(out)  # a quantizer bug must not leave an unloadable file unnoticed
     return out
 
@@ -516,118 +441,55 @@ def export_qdq(
 # what a QDQ file holds
 
 
-def _bits(data_type: int) -> int:
+def _dtype(data_type: int) -> str:
+    """The dtype name (:mod:`mcuzoo.models.flash`'s) of an ONNX TensorProto data type."""
     from onnx import TensorProto as T
 
-    if not _BITS:
-        _BITS.update({T.INT4: 4, T.UINT4: 4, T.INT8: 8, T.UINT8: 8, T.INT16: 16, T.UINT16: 16,
-                      T.INT32: 32, T.UINT32: 32, T.FLOAT: 32, T.FLOAT16: 16, T.INT64: 64, T.DOUBLE: 64})
+    if not _DTYPES:
+        _DTYPES.update({T.INT4: "int4", T.UINT4: "uint4", T.INT8: "int8", T.UINT8: "uint8", T.INT16: "int16",
+                        T.UINT16: "uint16", T.INT32: "int32", T.UINT32: "uint32", T.INT64: "int64",
+                        T.UINT64: "uint64", T.FLOAT: "float32", T.FLOAT16: "float16", T.BFLOAT16: "bfloat16",
+                        T.DOUBLE: "float64", T.BOOL: "bool"})
         for name in ("FLOAT8E4M3FN", "FLOAT8E5M2"):
             if hasattr(T, name):
-                _BITS[getattr(T, name)] = 8
-    return _BITS.get(data_type, 32)
+                _DTYPES[getattr(T, name)] = "float8"
+    return _DTYPES.get(data_type, "float32")
 
 
 def _numel(init) -> int:
     return int(np.prod(list(init.dims))) if len(init.dims) else 1
 
 
-@dataclass
-class WeightsFlash:
-    """Bytes of constants a board stores for a (QDQ) ONNX model, by kind."""
-
-    int4_params: int = 0
-    int8_params: int = 0
-    int32_params: int = 0       # biases
-    float_params: int = 0       # float constants left unquantized
-    other_params: int = 0       # 16-bit and other quantized tensors
-    scale_bytes: int = 0        # float32 weight scales (+ zero points when not all zero)
-    weight_bytes: int = 0       # quantized tensors at their bit width (int4 packed two per byte)
-    total_bytes: int = 0
-    tensors: list = field(default_factory=list, repr=False)
-
-    @property
-    def quantized_weight_params(self) -> int:
-        return self.int4_params + self.int8_params
-
-    @property
-    def w4_share(self) -> float:
-        n = self.quantized_weight_params
-        return 100.0 * self.int4_params / n if n else 0.0
-
-    @property
-    def w8_share(self) -> float:
-        n = self.quantized_weight_params
-        return 100.0 * self.int8_params / n if n else 0.0
-
-    def summary(self) -> dict:
-        d = asdict(self)
-        d.pop("tensors")
-        d["total_kib"] = round(self.total_bytes / 1024, 2)
-        d["w4_share"] = round(self.w4_share, 2)
-        d["w8_share"] = round(self.w8_share, 2)
-        return d
+def _constants(graph) -> dict:
+    """Initializers and Constant nodes' tensors, by name."""
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:  # Constant nodes count like initializers
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == 4:  # TENSOR
+            inits.setdefault(node.output[0], node.attribute[0].t)
+    return inits
 
 
 def weights_flash(model_or_path) -> WeightsFlash:
-    """Weights flash of an ONNX model (QDQ or float); see the module doc for what is counted."""
-    from onnx import TensorProto
+    """Weights flash of an ONNX model (QDQ or float), as :mod:`mcuzoo.models.flash` defines it.
 
+    Every constant a node reads, once, at its stored width: a DequantizeLinear's quantized input is a weight
+    (int4 packed, int8) or a bias (int32); constants read directly are float weights or, when integers that only
+    configure a node (shapes, axes), configuration. The scales and zero points of QuantizeLinear /
+    DequantizeLinear nodes are quantization parameters, not weights flash. The same count as
+    :attr:`mcuzoo.analysis.graph.Graph.weights_bytes` of the file.
+    """
     model = load_onnx(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    for node in g.node:  # Constant nodes count like initializers
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == 4:  # TENSOR
-            inits.setdefault(node.output[0], node.attribute[0].t)
-    wf = WeightsFlash()
-    counted: set[str] = set()
-    for node in g.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
-            continue
-        q = inits[node.input[0]]
-        n, bits = _numel(q), _bits(q.data_type)
-        wf.weight_bytes += math.ceil(n * bits / 8)
-        counted.add(node.input[0])
-        counted.update(x for x in node.input[1:3] if x)
-        if q.data_type == TensorProto.INT32:
-            # biases: their scale is input scale x weight scale, derived on the board, not stored
-            wf.int32_params += n
-            wf.tensors.append({"name": node.input[0], "bits": bits, "params": n})
-            continue
-        if bits == 4:
-            wf.int4_params += n
-        elif bits == 8:
-            wf.int8_params += n
-        else:
-            wf.other_params += n
-        scale = inits.get(node.input[1])
-        if scale is not None:
-            wf.scale_bytes += 4 * _numel(scale)
-        zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if zp is not None:
-            from onnx import numpy_helper
-
-            if np.any(numpy_helper.to_array(zp) != 0):  # symmetric weights need no zero points
-                wf.scale_bytes += math.ceil(_numel(zp) * _bits(zp.data_type) / 8)
-        wf.tensors.append({"name": node.input[0], "bits": bits, "params": n})
-    # constants consumed by compute nodes directly (not through a DequantizeLinear)
-    shape_inputs = {("Reshape", 1), ("Squeeze", 1), ("Unsqueeze", 1), ("Slice", 1), ("Slice", 2), ("Slice", 3),
-                    ("Slice", 4), ("Expand", 1), ("Tile", 1), ("Pad", 1), ("ReduceMean", 1), ("ReduceSum", 1),
-                    ("Resize", 1), ("Resize", 2), ("Resize", 3), ("Split", 1), ("ConstantOfShape", 0)}
-    for node in g.node:
-        if node.op_type in ("DequantizeLinear", "QuantizeLinear"):
-            continue
+    inits = _constants(model.graph)
+    seen: dict[str, tuple[str, int, str, bool]] = {}
+    for node in model.graph.node:
+        qdq = node.op_type in ("QuantizeLinear", "DequantizeLinear")
         for k, x in enumerate(node.input):
-            if not x or x not in inits or x in counted or (node.op_type, k) in shape_inputs:
+            if not x or x not in inits or x in seen or (qdq and k > 0):
                 continue
-            t = inits[x]
-            if t.data_type in (TensorProto.INT64,):
-                continue
-            counted.add(x)
-            wf.float_params += _numel(t)
-            wf.weight_bytes += math.ceil(_numel(t) * _bits(t.data_type) / 8)
-    wf.total_bytes = wf.weight_bytes + wf.scale_bytes
-    return wf
+            dtype = _dtype(inits[x].data_type)
+            parameter = qdq or is_parameter(dtype, node.op_type in WEIGHT_OPS)
+            seen[x] = (x, _numel(inits[x]), dtype, parameter)
+    return count_weights_flash(seen.values())
 
 
 def activation_8bit_share(model) -> float:
@@ -659,7 +521,7 @@ def describe_qdq(path: str | Path) -> dict:
     for n in dq:
         if n.input[0] in inits and inits[n.input[0]].data_type != TensorProto.INT32:
             scale = inits.get(n.input[1])
-            weights.append({"name": n.input[0], "bits": _bits(inits[n.input[0]].data_type),
+            weights.append({"name": n.input[0], "bits": dtype_bits(_dtype(inits[n.input[0]].data_type)),
                             "shape": list(inits[n.input[0]].dims),
                             "scale_shape": list(scale.dims) if scale is not None else None})
     name, _ = _input_info(model)

@@ -19,9 +19,9 @@ model so that its *int8* outputs agree with the original float model:
    EfficientNet LC the simulated model's KL divergence from the float model is
    within 10 % of the real .tflite's (without weights and head it was 40 %).
 2. **The converter's ranges.** Each calibrated range is the min / max of that
-   tensor in the float copy over the calibration images (0 included), exactly
-   what the TFLite converter calibrates, recomputed before every epoch since the
-   weights move.
+   tensor in the float copy over the calibration images (0 included; the images
+   as drawn, :attr:`~.calibration.Calibration.drawn`), what the TFLite converter
+   calibrates, recomputed before every epoch since the weights move.
 3. **Distillation.** The loss is the KL divergence from the original float
    model's class probabilities to the fake-quantized copy's, on augmented
    training images (the run's ``augmentation``): the target is the float model's
@@ -56,8 +56,8 @@ import numpy as np
 
 from .. import rundir
 from ..console import console, step_bar
-from ..data.core import preprocess
 from ..errors import McuzooError
+from .calibration import Calibration
 
 QAT_MODEL = "float_model_qat.keras"
 
@@ -102,8 +102,12 @@ SOFTMAX_RANGE = (0.0, 255.0 / 256.0)  # TFLite's int8 softmax / logistic output:
 
 
 def _fake_quant_layers():
+    """The two Keras layers of the fake-quantized graph: (``FakeQuant``, ``QuantWeights``)."""
+    return _fake_quant_class(), _quant_weights_class()
+
+
+def _fake_quant_class():
     import keras
-    from keras import ops
 
     class FakeQuant(keras.layers.Layer):
         """Per-tensor 8-bit fake quantization over [lo, hi]: calibrated (set before each epoch) or ``fixed``."""
@@ -119,6 +123,13 @@ def _fake_quant_layers():
 
         def call(self, x):
             return keras.quantizers.fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=8)
+
+    return FakeQuant
+
+
+def _quant_weights_class():
+    import keras
+    from keras import ops
 
     class QuantWeights(keras.layers.Layer):
         """Calls a Conv2D / DepthwiseConv2D / Dense with symmetric int8 weights (straight-through gradient), as the
@@ -172,7 +183,7 @@ def _fake_quant_layers():
                 y = y + layer.bias
             return y if self.linear else layer.activation(y)
 
-    return FakeQuant, QuantWeights
+    return QuantWeights
 
 
 def _model_nodes(model, layer) -> list:
@@ -195,6 +206,13 @@ def _consumers(model) -> dict[int, list]:
     return out
 
 
+def _weighted(layer) -> bool:
+    """A layer whose weights the .tflite stores in int8 (Conv2D, DepthwiseConv2D, Dense)."""
+    from keras import layers
+
+    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense))
+
+
 def _fused(layer, users: list) -> bool:
     """True when the int8 .tflite stores no tensor of its own for this layer's output."""
     from keras import layers
@@ -202,7 +220,7 @@ def _fused(layer, users: list) -> bool:
     if isinstance(layer, layers.Dropout):
         return True
     only = users[0] if len(users) == 1 else None
-    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+    if _weighted(layer):
         return isinstance(only, (layers.BatchNormalization, layers.ReLU))
     if isinstance(layer, layers.BatchNormalization):
         return isinstance(only, layers.ReLU)
@@ -219,6 +237,97 @@ def _activation_name(layer) -> str | None:
     return getattr(act, "__name__", None) if act is not None else None
 
 
+def _only_call(model, layer):
+    """The one call of ``layer`` in ``model`` (one output); a graph the fine-tuning cannot follow is an error."""
+    from keras import layers
+
+    nodes = _model_nodes(model, layer)
+    if len(nodes) != 1:
+        raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} is used more than once")
+    node = nodes[0]
+    if len(node.output_tensors) != 1:
+        raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} has several outputs")
+    if isinstance(layer, layers.Conv2D) and getattr(layer, "groups", 1) != 1:
+        raise McuzooError(f"quantization-aware fine-tuning: grouped convolution {layer.name!r} is not supported")
+    return node
+
+
+class _Rebuild:
+    """The two copies of a model being built layer by layer: ``q``, the fake-quantized one, and ``f``, the float
+    one (Keras tensor id -> the copy's tensor), with the calibrated fake-quants (``fqs``) and the float tensors
+    that set their ranges (``tapped``), in the same order."""
+
+    def __init__(self, model, new_in, per_channel: bool):
+        self.model, self.per_channel = model, per_channel
+        self.FakeQuant, self.QuantWeights = _fake_quant_layers()
+        self.users = _consumers(model)
+        inp = model.inputs[0]
+        self.q = {id(inp): new_in}
+        self.f = {id(inp): new_in}
+        self.tapped: list = []
+        self.fqs: list = []
+
+    def calibrated(self, name: str, y, float_out):
+        """``y`` through a fake-quant whose range is the one ``float_out`` takes over the calibration images."""
+        self.tapped.append(float_out)
+        fq = self.FakeQuant(name=name)
+        self.fqs.append(fq)
+        return fq(y)
+
+    def fixed(self, name: str, y):
+        """``y`` through a fake-quant on TFLite's fixed softmax / logistic output range."""
+        return self.FakeQuant(fixed=SOFTMAX_RANGE, name=name)(y)
+
+    def layer(self, layer) -> None:
+        """Add ``layer``'s call to both copies."""
+        from keras import layers
+
+        node = _only_call(self.model, layer)
+        out = node.output_tensors[0]
+        qargs = [self.q[id(t)] for t in node.input_tensors]
+        fargs = [self.f[id(t)] for t in node.input_tensors]
+        if isinstance(layer, layers.Dropout):  # identity at inference: keep the student deterministic
+            self.q[id(out)], self.f[id(out)] = qargs[0], fargs[0]
+            return
+        consumers = self.users.get(id(out), [])
+        is_output = out is self.model.outputs[0]
+        self.f[id(out)] = layer(_one(fargs))
+        if _weighted(layer) and is_output and _activation_name(layer) == "softmax":
+            self.q[id(out)] = self.softmax_head(layer, qargs[0], fargs[0])
+            return
+        if _weighted(layer):
+            only = consumers[0] if len(consumers) == 1 else None
+            bn = only if isinstance(only, layers.BatchNormalization) else None
+            y = self.QuantWeights(layer, bn=bn, per_channel=self.per_channel, name=f"{layer.name}_int8w")(qargs[0])
+        else:
+            y = layer(_one(qargs))
+        self.q[id(out)] = self.stored(layer, y, self.f[id(out)], is_output, consumers)
+
+    def softmax_head(self, layer, qx, fx):
+        """A Dense/Conv softmax output as TFLite's int8 model: int8 logits (a tensor of their own), then the int8
+        softmax, probabilities in steps of 1/256."""
+        from keras import layers
+
+        logits = self.QuantWeights(layer, per_channel=self.per_channel, linear=True, name=f"{layer.name}_int8w")(qx)
+        float_logits = self.QuantWeights(layer, linear=True, quantize=False, name=f"{layer.name}_float_logits")(fx)
+        probs = layers.Softmax(name=f"{layer.name}_softmax")(
+            self.calibrated(f"{layer.name}_logits_fakequant", logits, float_logits))
+        return self.fixed(f"{layer.name}_fakequant", probs)
+
+    def stored(self, layer, y, float_out, is_output: bool, consumers: list):
+        """``y`` as the .tflite stores the layer's output: the softmax output on its fixed range, a tensor fused
+        into the next op as is, a sigmoid on its fixed range, any other on its calibrated range."""
+        from keras import layers
+
+        if is_output and (isinstance(layer, layers.Softmax) or _activation_name(layer) == "softmax"):
+            return self.fixed(f"{layer.name}_fakequant", y)  # int8 softmax, then float32
+        if is_output or _fused(layer, consumers):
+            return y
+        if isinstance(layer, layers.Activation) and _activation_name(layer) == "sigmoid":
+            return self.fixed(f"{layer.name}_fakequant", y)
+        return self.calibrated(f"{layer.name}_fakequant", y, float_out)
+
+
 def fake_quant_graph(model, per_channel: bool = True):
     """(fake-quantized model sharing ``model``'s weights, float model of the calibrated tensors, their fake-quants).
 
@@ -233,71 +342,22 @@ def fake_quant_graph(model, per_channel: bool = True):
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise McuzooError("quantization-aware fine-tuning needs a model with one input and one output")
-    FakeQuant, QuantWeights = _fake_quant_layers()
-    users = _consumers(model)
-    inp = model.inputs[0]
-    new_in = keras.Input(shape=inp.shape[1:], name="qat_input")
-    q = {id(inp): new_in}  # the fake-quantized path
-    f = {id(inp): new_in}  # the float path, for the calibrated ranges
-    tapped: list = []
-    fqs: list = []
-    weighted = (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)
+    new_in = keras.Input(shape=model.inputs[0].shape[1:], name="qat_input")
+    rebuild = _Rebuild(model, new_in, per_channel)
     for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        nodes = _model_nodes(model, layer)
-        if len(nodes) != 1:
-            raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} is used more than once")
-        node = nodes[0]
-        if len(node.output_tensors) != 1:
-            raise McuzooError(f"quantization-aware fine-tuning: layer {layer.name!r} has several outputs")
-        if isinstance(layer, layers.Conv2D) and getattr(layer, "groups", 1) != 1:
-            raise McuzooError(f"quantization-aware fine-tuning: grouped convolution {layer.name!r} is not supported")
-        out = node.output_tensors[0]
-        qargs = [q[id(t)] for t in node.input_tensors]
-        fargs = [f[id(t)] for t in node.input_tensors]
-        if isinstance(layer, layers.Dropout):  # identity at inference: keep the student deterministic
-            q[id(out)], f[id(out)] = qargs[0], fargs[0]
-            continue
-        consumers = users.get(id(out), [])
-        is_output = out is model.outputs[0]
-        f[id(out)] = layer(_one(fargs))
-        if isinstance(layer, weighted):
-            bn = consumers[0] if len(consumers) == 1 and isinstance(consumers[0], layers.BatchNormalization) else None
-            if is_output and _activation_name(layer) == "softmax":
-                # logits (an int8 tensor of their own), then TFLite's int8 softmax: probabilities in steps of 1/256
-                logits = QuantWeights(layer, per_channel=per_channel, linear=True, name=f"{layer.name}_int8w")(qargs[0])
-                tapped.append(QuantWeights(layer, linear=True, quantize=False, name=f"{layer.name}_float_logits")(fargs[0]))
-                fq = FakeQuant(name=f"{layer.name}_logits_fakequant")
-                fqs.append(fq)
-                probs = layers.Softmax(name=f"{layer.name}_softmax")(fq(logits))
-                q[id(out)] = FakeQuant(fixed=SOFTMAX_RANGE, name=f"{layer.name}_fakequant")(probs)
-                continue
-            y = QuantWeights(layer, bn=bn, per_channel=per_channel, name=f"{layer.name}_int8w")(qargs[0])
-        else:
-            y = layer(_one(qargs))
-        if is_output and (isinstance(layer, layers.Softmax) or _activation_name(layer) == "softmax"):
-            y = FakeQuant(fixed=SOFTMAX_RANGE, name=f"{layer.name}_fakequant")(y)  # int8 softmax, then float32
-        elif not is_output and not _fused(layer, consumers):
-            if isinstance(layer, layers.Activation) and _activation_name(layer) == "sigmoid":
-                y = FakeQuant(fixed=SOFTMAX_RANGE, name=f"{layer.name}_fakequant")(y)
-            else:
-                tapped.append(f[id(out)])
-                fq = FakeQuant(name=f"{layer.name}_fakequant")
-                y = fq(y)
-                fqs.append(fq)
-        q[id(out)] = y
-    qmodel = keras.Model(new_in, q[id(model.outputs[0])], name=f"{model.name}_qat")
-    taps = keras.Model(new_in, tapped, name=f"{model.name}_taps")
-    return qmodel, taps, fqs
+        if not isinstance(layer, layers.InputLayer):
+            rebuild.layer(layer)
+    qmodel = keras.Model(new_in, rebuild.q[id(model.outputs[0])], name=f"{model.name}_qat")
+    taps = keras.Model(new_in, rebuild.tapped, name=f"{model.name}_taps")
+    return qmodel, taps, rebuild.fqs
 
 
-def _set_ranges(taps, fqs, images: np.ndarray, rescale: float, offset: float, batch: int = 64) -> None:
-    """Each calibrated fake-quant range = min / max of its float tensor over the calibration images (0 included)."""
+def _set_ranges(taps, fqs, calibration: Calibration, batch: int = 64) -> None:
+    """Each calibrated fake-quant range = min / max of its float tensor over the drawn calibration images
+    (0 included)."""
     lo = np.zeros(len(fqs))
     hi = np.zeros(len(fqs))
-    for i in range(0, len(images), batch):
-        x = preprocess(images[i:i + batch], rescale, offset)
+    for x in calibration.drawn_batches(batch):
         outs = taps(x, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for j, o in enumerate(outs):
@@ -313,13 +373,105 @@ def _set_ranges(taps, fqs, images: np.ndarray, rescale: float, offset: float, ba
 # entry point
 
 
+def _check_qat_args(epochs, learning_rate, dataset) -> None:
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise McuzooError(f"quantization-aware fine-tuning needs at least 1 epoch, got {epochs!r}")
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise McuzooError(f"quantization-aware fine-tuning: learning rate must be positive, got {learning_rate!r}")
+    if dataset.val is None or len(dataset.val) == 0:
+        raise McuzooError("quantization-aware fine-tuning chooses its epoch on the validation split, which is empty")
+
+
+class _EpochScores:
+    """Each epoch's int8 model scored against the float model on the validation split; the best one kept.
+
+    The int8 model nearest the float model's outputs (least mean KL divergence) is the best; a fine-tuned
+    best epoch's weights are saved to ``tmp/best.keras``.
+    """
+
+    def __init__(self, float_path: Path, dataset, calibration: Calibration, tmp: Path, per_channel: bool,
+                 runtime: str, epochs: int, verbose: bool):
+        self.dataset, self.calibration, self.tmp = dataset, calibration, tmp
+        self.per_channel, self.runtime, self.epochs, self.verbose = per_channel, runtime, epochs, verbose
+        self.ref_probs, self.labels = self.val_probs(float_path)
+        self.reference = self.ref_probs.argmax(axis=1) == self.labels
+        self.history: list[dict] = []
+        self.best: dict[str, Any] = {"epoch": 0, "key": None}
+
+    def val_probs(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        from ..models.runner import open_model
+
+        predict = open_model(path, self.calibration.rescale, self.calibration.offset, 256, self.runtime)[2]
+        out, ys = [], []
+        for x, y in self.dataset.val.numpy_batches(256):
+            out.append(predict(x))
+            ys.append(y)
+        return np.concatenate(out).astype(np.float64), np.concatenate(ys)
+
+    def score(self, epoch: int, keras_path: Path, loss: float | None, student) -> None:
+        """Quantize ``keras_path`` to int8, score it, and save ``student`` when it is the best so far."""
+        from ..models.scoring import paired_difference
+        from .tflite import quantize_tflite
+
+        tfl = quantize_tflite(keras_path, self.calibration, self.tmp / f"epoch{epoch}.tflite",
+                              per_channel=self.per_channel)
+        probs = self.val_probs(tfl.path)[0]
+        ref = self.ref_probs
+        kl = float(np.mean(np.sum(ref * (np.log(ref + 1e-12) - np.log(probs + 1e-12)), axis=1)))
+        d = paired_difference(probs.argmax(axis=1) == self.labels, self.reference)
+        drop = d.diff  # top-1 of the float model minus the int8 model's: what int8 loses
+        self.history.append({"epoch": epoch, "kl": None if loss is None else round(loss, 6), "val_kl": round(kl, 6),
+                             "val_drop": round(drop, 6), "val_drop_se": round(d.se, 6),
+                             "val_only_float_right": d.b_only, "val_only_int8_right": d.a_only})
+        if self.best["key"] is None or kl < self.best["key"]:  # the int8 model nearest the float model's outputs
+            self.best.update(epoch=epoch, key=kl, drop=drop)
+            if epoch > 0:
+                student.save(self.tmp / "best.keras")
+        if self.verbose:
+            what = "post-training" if epoch == 0 else f"QAT epoch {epoch}/{self.epochs} (KL {loss:.5f}):"
+            console.print(f"{what} int8 vs float on validation: KL {kl:.5f}, {0.0 - 100 * drop:+.2f} points "
+                          f"({d.b_only} only float right / {d.a_only} only int8 right)")
+
+
+def _train_epoch(qmodel, teacher, dataset, calibration: Calibration, aug, epoch: int, epochs: int,
+                 batch_size: int, seed: int, verbose: bool) -> float:
+    """One epoch of distillation on augmented training images; the mean KL divergence."""
+    import tensorflow as tf
+
+    steps = max(1, math.ceil(len(dataset.train) / batch_size))
+    ds = dataset.train.tf_dataset(batch_size, shuffle=True, seed=seed * 1000 + 500 + epoch, cache=True)
+    if aug is not None:
+        ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+    losses = []
+    bar = step_bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
+    for step, (x, _) in enumerate(ds):
+        x = calibration.model_input(x)
+        losses.append(float(qmodel.train_on_batch(x, teacher(x, training=False))))
+        if bar is not None:
+            bar[0].update(bar[1], completed=step + 1, info=f"KL {np.mean(losses):.5f}")
+        if step + 1 >= steps:
+            break
+    if bar is not None:
+        bar[0].stop()
+    return float(np.mean(losses))
+
+
+def _keep_best(scores: _EpochScores, out_dir: Path) -> Path | None:
+    """``out_dir/float_model_qat.keras`` when a fine-tuned epoch won (else a stale one is removed)."""
+    final = out_dir / QAT_MODEL
+    if scores.best["epoch"] > 0:
+        with rundir.atomic_path(final) as t:
+            t.write_bytes((scores.tmp / "best.keras").read_bytes())
+        return final
+    final.unlink(missing_ok=True)
+    return None
+
+
 def finetune_qat(
     float_path: str | Path,
     dataset,
     out_dir: str | Path,
-    calibration_images: np.ndarray,
-    rescale: float,
-    offset: float,
+    calibration: Calibration,
     epochs: int,
     learning_rate: float = 1e-4,
     batch_size: int = 32,
@@ -331,31 +483,20 @@ def finetune_qat(
 ) -> QatResult:
     """Fine-tune a copy of ``float_path`` so that its int8 model agrees with it; see the module docstring.
 
-    Each epoch's int8 .tflite is scored on ``runtime``'s kernels: MCU-exact (TFLM reference kernels) by default.
+    Each epoch's int8 .tflite (calibrated on ``calibration``, as the quantize stage's) is scored on ``runtime``'s
+    kernels: MCU-exact (TFLM reference kernels) by default.
 
     Writes ``out_dir/float_model_qat.keras`` when a fine-tuned epoch beats plain
     post-training int8 on ``dataset.val`` (else removes a stale one). Reads
     ``dataset.train`` and ``dataset.val`` only.
     """
     import keras
-    import tensorflow as tf
 
     from ..data import augment_fn
-    from ..models.runner import open_model
-    from ..models.scoring import paired_difference
     from ..models import load_keras_model
-    from .tflite import quantize_tflite
 
-    if not (isinstance(epochs, int) and epochs >= 1):
-        raise McuzooError(f"quantization-aware fine-tuning needs at least 1 epoch, got {epochs!r}")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise McuzooError(f"quantization-aware fine-tuning: learning rate must be positive, got {learning_rate!r}")
-    if len(calibration_images) == 0:
-        raise McuzooError("calibration set is empty: quantization needs training images")
-    if dataset.val is None or len(dataset.val) == 0:
-        raise McuzooError("quantization-aware fine-tuning chooses its epoch on the validation split, which is empty")
+    _check_qat_args(epochs, learning_rate, dataset)
     t0 = time.time()
-    out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     teacher = load_keras_model(float_path)
     student = load_keras_model(float_path)
@@ -365,73 +506,20 @@ def finetune_qat(
     qmodel, taps, fqs = fake_quant_graph(student, per_channel=per_channel)
     qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.KLDivergence())
     aug = augment_fn(augmentation, seed) if augmentation is not None else None
-
-    def val_probs(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        predict = open_model(path, rescale, offset, 256, runtime)[2]
-        out, ys = [], []
-        for x, y in dataset.val.numpy_batches(256):
-            out.append(predict(x))
-            ys.append(y)
-        return np.concatenate(out).astype(np.float64), np.concatenate(ys)
-
-    ref_probs, labels = val_probs(Path(float_path))
-    reference = ref_probs.argmax(axis=1) == labels
-    history: list[dict] = []
-    best: dict[str, Any] = {"epoch": 0, "key": None}
     with tempfile.TemporaryDirectory(prefix="mcuzoo_qat_") as tmpd:
         tmp = Path(tmpd)
-
-        def score_epoch(epoch: int, keras_path: Path, loss: float | None) -> None:
-            tfl = quantize_tflite(keras_path, calibration_images, tmp / f"epoch{epoch}.tflite", rescale, offset,
-                                  per_channel=per_channel)
-            probs = val_probs(tfl.path)[0]
-            kl = float(np.mean(np.sum(ref_probs * (np.log(ref_probs + 1e-12) - np.log(probs + 1e-12)), axis=1)))
-            d = paired_difference(probs.argmax(axis=1) == labels, reference)
-            drop = d.diff  # top-1 of the float model minus the int8 model's: what int8 loses
-            row = {"epoch": epoch, "kl": None if loss is None else round(loss, 6), "val_kl": round(kl, 6),
-                   "val_drop": round(drop, 6), "val_drop_se": round(d.se, 6), "val_only_float_right": d.b_only,
-                   "val_only_int8_right": d.a_only}
-            history.append(row)
-            if best["key"] is None or kl < best["key"]:  # the int8 model nearest the float model's outputs
-                best.update(epoch=epoch, key=kl, drop=drop)
-                if epoch > 0:
-                    student.save(tmp / "best.keras")
-            if verbose:
-                what = "post-training" if epoch == 0 else f"QAT epoch {epoch}/{epochs} (KL {loss:.5f}):"
-                console.print(f"{what} int8 vs float on validation: KL {kl:.5f}, {0.0 - 100 * drop:+.2f} points "
-                              f"({d.b_only} only float right / {d.a_only} only int8 right)")
-
-        score_epoch(0, Path(float_path), None)
-        steps = max(1, math.ceil(len(dataset.train) / batch_size))
+        scores = _EpochScores(Path(float_path), dataset, calibration, tmp, per_channel, runtime, epochs, verbose)
+        scores.score(0, Path(float_path), None, student)
         for epoch in range(1, epochs + 1):
-            _set_ranges(taps, fqs, calibration_images, rescale, offset)
-            ds = dataset.train.tf_dataset(batch_size, shuffle=True, seed=seed * 1000 + 500 + epoch, cache=True)
-            if aug is not None:
-                ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
-            losses = []
-            bar = step_bar(f"QAT epoch {epoch}/{epochs}", steps) if verbose and console.is_terminal else None
-            for step, (x, _) in enumerate(ds):
-                x = preprocess(x, rescale, offset)
-                losses.append(float(qmodel.train_on_batch(x, teacher(x, training=False))))
-                if bar is not None:
-                    bar[0].update(bar[1], completed=step + 1, info=f"KL {np.mean(losses):.5f}")
-                if step + 1 >= steps:
-                    break
-            if bar is not None:
-                bar[0].stop()
+            _set_ranges(taps, fqs, calibration)
+            loss = _train_epoch(qmodel, teacher, dataset, calibration, aug, epoch, epochs, batch_size, seed, verbose)
             student.save(tmp / "epoch.keras")
-            score_epoch(epoch, tmp / "epoch.keras", float(np.mean(losses)))
-        final = out_dir / QAT_MODEL
-        if best["epoch"] > 0:
-            with rundir.atomic_path(final) as t:
-                t.write_bytes((tmp / "best.keras").read_bytes())
-            path = final
-        else:
-            final.unlink(missing_ok=True)
-            path = None
+            scores.score(epoch, tmp / "epoch.keras", loss, student)
+        path = _keep_best(scores, Path(out_dir))
+    best, history = scores.best, scores.history
     return QatResult(
-        path=path, epoch=best["epoch"], epochs=epochs, learning_rate=float(learning_rate), val_n=len(reference),
-        val_kl=float(best["key"]), val_kl_ptq=float(history[0]["val_kl"]),
+        path=path, epoch=best["epoch"], epochs=epochs, learning_rate=float(learning_rate),
+        val_n=len(scores.reference), val_kl=float(best["key"]), val_kl_ptq=float(history[0]["val_kl"]),
         val_drop=float(best["drop"]), val_drop_ptq=float(history[0]["val_drop"]), fake_quant_points=len(fqs),
         seconds=time.time() - t0, history=history,
     )

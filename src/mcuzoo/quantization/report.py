@@ -37,14 +37,15 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import rundir
 from ..console import captured_output
-from ..data.core import preprocess
 from ..errors import McuzooError, ModelFileError, first_line
 from ..runtime import check_tflite_identifier
+from .calibration import Calibration
 
 REPORT_JSON = "quant_report.json"
 REPORT_PNG = "quant_report.png"
@@ -187,35 +188,12 @@ def _tflite_interpreter(path: Path, n: int, shape):
     return interp
 
 
-def quant_report(
-    float_keras_model_or_path,
-    int8_tflite_path: str | Path,
-    images_uint8,
-    rescale: float,
-    offset: float,
-    max_images: int = 64,
-) -> LayerErrors:
-    """Per-layer SQNR / cosine between the float Keras model and the int8 .tflite, worst first."""
+def _keras_layers(model) -> dict[str, tuple[int, Any, tuple[int, ...]]]:
+    """{layer name: (position in the model, layer, output shape without the batch)} of every layer with one
+    tensor output."""
     import keras
 
-    from ..models import load_keras_model
-
-    images = np.asarray(images_uint8) if images_uint8 is not None else np.zeros((0,))
-    if images.ndim == 0 or len(images) == 0:
-        raise McuzooError("the quantization report needs images: the calibration set is empty")
-    if images.ndim == 3:
-        images = images[..., None]
-    images = images[: max(1, int(max_images))].astype(np.uint8)
-    model = (load_keras_model(float_keras_model_or_path)
-             if isinstance(float_keras_model_or_path, (str, Path)) else float_keras_model_or_path)
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    if tuple(images.shape[1:]) != shape:
-        raise McuzooError(f"report images are {tuple(images.shape[1:])} but the model takes {shape}")
-    int8_tflite_path = Path(int8_tflite_path)
-    interp = _tflite_interpreter(int8_tflite_path, len(images), shape)
-
-    # Keras side: every layer with one tensor output
-    layers = []
+    by_name = {}
     for idx, layer in enumerate(model.layers):
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -225,42 +203,49 @@ def quant_report(
             continue
         if isinstance(out, (list, tuple, dict)):
             continue
-        layers.append((idx, layer, tuple(int(d) if d is not None else -1 for d in out.shape[1:])))
-    by_name = {layer.name: (idx, layer, shp) for idx, layer, shp in layers}
-    names = set(by_name)
+        by_name[layer.name] = (idx, layer, tuple(int(d) if d is not None else -1 for d in out.shape[1:]))
+    return by_name
 
-    # TFLite side: op outputs in execution order
-    try:
-        ops = interp._get_ops_details()
-    except AttributeError:  # pragma: no cover - every LiteRT so far has it
-        raise McuzooError("this LiteRT version does not list its ops: cannot match layers") from None
-    details = {d["index"]: d for d in interp.get_tensor_details()}
-    out_index = interp.get_output_details()[0]["index"]
+
+def _best_layer(found: dict[str, list[str]], by_name: dict, tshape: tuple) -> str | None:
+    """Of the layers a tensor name mentions, the latest in the Keras graph whose output shape and built-in
+    activation fit the tensor (see the module doc)."""
+    best = None
+    for lname, parts in found.items():
+        idx, layer, lshape = by_name[lname]
+        if lshape != tshape:
+            continue
+        act = _activation_name(layer)
+        if act and not any(act in p.replace("_", "") or act in p for p in parts):
+            continue  # the tensor before the layer's activation
+        if best is None or idx > by_name[best][0]:
+            best = lname
+    return best
+
+
+def _match_by_name(ops: list, details: dict, by_name: dict, model_name: str) -> dict[str, tuple[int, str, int]]:
+    """{layer: (tensor index, op name, execution order)} from the TFLite tensor names; the last tensor wins."""
     first_names = [details[t]["name"].split(";")[0].split("/")[0] for op in ops for t in op["outputs"] if t in details]
-    prefer_stripped = any(_strip(s) == model.name for s in first_names)
-
-    match: dict[str, tuple[int, str, int]] = {}  # layer -> (tensor index, op name, exec order)
+    prefer_stripped = any(_strip(s) == model_name for s in first_names)
+    names = set(by_name)
+    match: dict[str, tuple[int, str, int]] = {}
     for exec_order, op in enumerate(ops):
         for t in op["outputs"]:
             d = details.get(int(t))
             if d is None:
                 continue
-            tshape = tuple(int(v) for v in d["shape"][1:])
-            found = _components(d["name"], names, model.name, prefer_stripped)
-            best = None
-            for lname, parts in found.items():
-                idx, layer, lshape = by_name[lname]
-                if lshape != tshape:
-                    continue
-                act = _activation_name(layer)
-                if act and not any(act in p.replace("_", "") or act in p for p in parts):
-                    continue  # the tensor before the layer's activation
-                if best is None or idx > by_name[best][0]:
-                    best = lname
+            found = _components(d["name"], names, model_name, prefer_stripped)
+            best = _best_layer(found, by_name, tuple(int(v) for v in d["shape"][1:]))
             if best is not None:
                 match[best] = (int(t), op["op_name"], exec_order)
-    # a BatchNormalization right after a conv/dense is folded into it by the converter: when the
-    # fused tensor is named after the conv only, it holds the BatchNorm's output
+    return match
+
+
+def _fold_batchnorms(match: dict, by_name: dict) -> None:
+    """A BatchNormalization right after a conv/dense is folded into it by the converter: when the fused tensor
+    is named after the conv only, it holds the BatchNorm's output."""
+    import keras
+
     for lname in list(match):
         layer = by_name[lname][1]
         if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
@@ -270,20 +255,34 @@ def quant_report(
             bn = consumers[0].name
             if bn in by_name and bn not in match and by_name[bn][2] == by_name[lname][2]:
                 match[bn] = match.pop(lname)
+
+
+def _match_layers(interp, model, by_name: dict, tflite_name: str) -> tuple[dict, dict]:
+    """(the layer -> tensor match, LiteRT's tensor details by index); see the module doc."""
+    try:
+        ops = interp._get_ops_details()
+    except AttributeError:  # pragma: no cover - every LiteRT so far has it
+        raise McuzooError("this LiteRT version does not list its ops: cannot match layers") from None
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    match = _match_by_name(ops, details, by_name, model.name)
+    _fold_batchnorms(match, by_name)
     out_layer = model.layers[-1].name
+    out_index = interp.get_output_details()[0]["index"]
     if out_layer in by_name and out_layer not in match:
-        d = details[out_index]
-        if tuple(int(v) for v in d["shape"][1:]) == by_name[out_layer][2]:
+        if tuple(int(v) for v in details[out_index]["shape"][1:]) == by_name[out_layer][2]:
             match[out_layer] = (out_index, "OUTPUT", len(ops))
-
     if not match:
-        raise McuzooError(f"no layer of the Keras model could be matched to a tensor of {int8_tflite_path.name}: "
+        raise McuzooError(f"no layer of the Keras model could be matched to a tensor of {tflite_name}: "
                           "is it the int8 conversion of this model?")
+    return match, details
 
-    # run both
-    x_float = preprocess(images, rescale, offset)
-    matched_layers = [by_name[n] for n in sorted(match, key=lambda n: by_name[n][0])]
-    probe = keras.Model(model.inputs, [layer.output for _, layer, _ in matched_layers])
+
+def _run_both(model, interp, layers: list, images: np.ndarray, calibration: Calibration) -> list:
+    """The float outputs of ``layers`` on ``images``; the int8 model is run on them too (its tensors kept)."""
+    import keras
+
+    x_float = calibration.model_input(images)
+    probe = keras.Model(model.inputs, [layer.output for _, layer, _ in layers])
     with captured_output():
         f_outs = probe.predict(x_float, batch_size=16, verbose=0)
     if not isinstance(f_outs, (list, tuple)):
@@ -298,7 +297,33 @@ def quant_report(
         feed = x_float.astype(inp["dtype"])
     interp.set_tensor(inp["index"], feed)
     interp.invoke()
+    return list(f_outs)
 
+
+def quant_report(
+    float_keras_model_or_path,
+    int8_tflite_path: str | Path,
+    calibration: Calibration,
+    max_images: int = 64,
+) -> LayerErrors:
+    """Per-layer SQNR / cosine between the float Keras model and the int8 .tflite on the first ``max_images``
+    calibration images (as drawn), worst first."""
+    import keras
+
+    from ..models import load_keras_model
+
+    images = calibration.drawn[: max(1, int(max_images))].astype(np.uint8)
+    model = (load_keras_model(float_keras_model_or_path)
+             if isinstance(float_keras_model_or_path, (str, Path)) else float_keras_model_or_path)
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if tuple(images.shape[1:]) != shape:
+        raise McuzooError(f"report images are {tuple(images.shape[1:])} but the model takes {shape}")
+    int8_tflite_path = Path(int8_tflite_path)
+    interp = _tflite_interpreter(int8_tflite_path, len(images), shape)
+    by_name = _keras_layers(model)
+    match, details = _match_layers(interp, model, by_name, int8_tflite_path.name)
+    matched_layers = [by_name[n] for n in sorted(match, key=lambda n: by_name[n][0])]
+    f_outs = _run_both(model, interp, matched_layers, images, calibration)
     rows = []
     for (idx, layer, lshape), f in zip(matched_layers, f_outs):
         t, op_name, _ = match[layer.name]
@@ -310,10 +335,9 @@ def quant_report(
                                details[t]["name"].split(";")[0][:120], op_name))
     rows.sort(key=lambda r: (r.sqnr_db, r.order))
     got = {r.layer for r in rows}
-    unmatched = [layer.name for idx, layer in enumerate(model.layers)
-                 if layer.name not in got and not isinstance(layer, keras.layers.InputLayer)]
-    total = sum(not isinstance(layer, keras.layers.InputLayer) for layer in model.layers)
-    return LayerErrors(rows, total, unmatched, len(images), model.name, int8_tflite_path.name)
+    inner = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    unmatched = [layer.name for layer in inner if layer.name not in got]
+    return LayerErrors(rows, len(inner), unmatched, len(images), model.name, int8_tflite_path.name)
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The quantization stage: the int8 models of a run directory, as ``cfg.quantization`` says.
 
-Entry point: :func:`run_stage` (what ``mcuzoo run`` calls): the optional
-quantization-aware fine-tuning (:mod:`.qat`), the int8 .tflite (:mod:`.tflite`),
+Entry point: :func:`run_stage` (what ``mcuzoo run`` calls): the calibration set,
+drawn once (:mod:`.calibration`), then the optional quantization-aware
+fine-tuning (:mod:`.qat`), the int8 .tflite (:mod:`.tflite`),
 then the extras of :func:`run_quant_extras`: ONNX QDQ (:mod:`.onnx_qdq`), the
 mixed int4/int8 search (:mod:`.mixed`) and the per-layer report (:mod:`.report`).
 It reads ``float_model.keras`` from the run directory and writes the int8
@@ -14,8 +15,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .. import rundir
 from ..console import console
 from ..errors import McuzooError
@@ -23,10 +22,12 @@ from ..errors import McuzooError
 if TYPE_CHECKING:
     from ..config import Config
     from ..data import Dataset, Split
+    from .calibration import Calibration
 
 
 def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
     """Quantize the run in ``run_dir``; return its metrics.json entries (qat, onnx_qdq, mixed, quant_report, quantization)."""
+    from .calibration import draw_calibration
     from .qat import QAT_MODEL, finetune_qat
     from .tflite import quantize_tflite
 
@@ -38,16 +39,15 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
     metrics: dict = {}
     t0 = time.time()
     qc = cfg.quantization
-    calib = dataset.train.take(qc.calibration_samples, seed=cfg.dataset.seed)
+    calibration = draw_calibration(cfg, dataset)  # the one draw: every method calibrates on these images
     source = float_path
     (run_dir / QAT_MODEL).unlink(missing_ok=True)  # a stale one would feed the ONNX exports
     if qc.qat_epochs > 0:
         console.print(f"quantization-aware fine-tuning ({qc.qat_epochs} epochs, kept only where "
                       "validation says its int8 model is nearer the float model) ...")
         qat = finetune_qat(
-            float_path, dataset, run_dir, calib, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-            epochs=qc.qat_epochs, learning_rate=qc.qat_learning_rate, batch_size=cfg.training.batch_size,
-            augmentation=cfg.augmentation, seed=cfg.training.seed, per_channel=qc.per_channel,
+            float_path, dataset, run_dir, calibration, epochs=qc.qat_epochs, learning_rate=qc.qat_learning_rate,
+            batch_size=cfg.training.batch_size, augmentation=cfg.augmentation, seed=cfg.training.seed, per_channel=qc.per_channel,
             verbose=cfg.training.verbose, runtime=cfg.evaluation.runtime,
         )
         metrics["qat"] = qat.summary()
@@ -55,14 +55,12 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
         if qat.path is not None:
             source = qat.path
     console.print(f"quantizing {source.name} to int8 ({'per-channel' if qc.per_channel else 'per-tensor'}) ...")
-    q = quantize_tflite(
-        source, calib, int8_path, cfg.preprocessing.rescale, cfg.preprocessing.offset,
-        per_channel=qc.per_channel,
-    )
-    merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split, calibration=calib))
+    q = quantize_tflite(source, calibration, int8_path, per_channel=qc.per_channel)
+    merge_extras(metrics, run_quant_extras(cfg, dataset, run_dir, eval_split=dataset.eval_split,
+                                           calibration=calibration))
     metrics["quantization"] = {
         "file": int8_path.name, "source": source.name, "per_channel": cfg.quantization.per_channel,
-        "calibration_images": int(len(calib)), "size_bytes": q.size_bytes,
+        "calibration_images": len(calibration), "size_bytes": q.size_bytes,
         "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
         "seconds": round(time.time() - t0, 1),
     }
@@ -75,7 +73,7 @@ def _qopt(cfg, name: str, default):
 
 def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_split: Split | None = None, onnx: bool | None = None,
                      mixed: bool | None = None, report: bool | None = None, options: dict | None = None,
-                     calibration: np.ndarray | None = None) -> dict:
+                     calibration: Calibration | None = None) -> dict:
     """ONNX QDQ / mixed int4-int8 / per-layer report for a run directory, as ``cfg.quantization`` says.
 
     Reads ``float_model.keras`` (and ``model_int8.tflite`` for the report) from
@@ -86,9 +84,10 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     override the config flags; ``options`` overrides other settings by name
     (per_channel, calibration_method, calibration_samples, onnx_opset,
     onnx_activation_type, mixed_tolerance, mixed_confidence, mixed_max_evals,
-    mixed_rank, report_images). ``calibration``: the calibration images already drawn
-    (:func:`run_stage` passes its own, so that a run draws and decodes them once); without it,
-    ``calibration_samples`` training images are drawn with the dataset's seed. Returns a dict for metrics.json.
+    mixed_rank, report_images). ``calibration``: the calibration set already drawn
+    (:func:`run_stage` passes its own, so that a run draws and decodes it once); without it,
+    ``calibration_samples`` training images are drawn with the dataset's seed
+    (:func:`~.calibration.draw_calibration`). Returns a dict for metrics.json.
 
     Longer than a screen: the three extras share the options, the preprocessing, the calibration images and
     the source model (the QAT copy where there is one), and each adds its block of metrics in turn.
@@ -97,7 +96,8 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     from ..models.scoring import evaluate_model
     from ..rundir import read_model_info
     from .mixed import search_mixed
-    from .onnx_qdq import Calibration, describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
+    from .calibration import draw_calibration
+    from .onnx_qdq import describe_qdq, export_float_onnx, export_qdq, float_onnx_name, weights_flash
     from .qat import int8_source
     from .report import REPORT_JSON, REPORT_PNG, quant_report, write_report
 
@@ -124,11 +124,9 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
         raise McuzooError(f"{run_dir}: the dataset's classes differ from the model's (model_info.json)")
     per_channel = bool(opt("per_channel", True))
     method = str(opt("calibration_method", "minmax"))
-    n_cal = int(opts["calibration_samples"] if opts.get("calibration_samples") is not None
-                else cfg.quantization.calibration_samples)
-    seed = cfg.dataset.seed
     # the images the quantize stage calibrated the .tflite on (the same draw), else drawn here
-    calib = calibration if calibration is not None else dataset.train.take(n_cal, seed=seed)
+    calib = calibration if calibration is not None else draw_calibration(
+        cfg, dataset, opts.get("calibration_samples"), rescale, offset)
     bs = cfg.evaluation.batch_size
 
     def top1(path, split):
@@ -148,14 +146,14 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
             export_float_onnx(float_path, run_dir / float_onnx_name(), opset)
             tmpdir = tempfile.TemporaryDirectory(prefix="mcuzoo_extras_")
             qsrc = mixed_float = export_float_onnx(source, Path(tmpdir.name) / "model_qat_float.onnx", opset)
-        qdq = export_qdq(qsrc, calib, run_dir, rescale, offset, per_channel=per_channel,
+        qdq = export_qdq(qsrc, calib, run_dir, per_channel=per_channel,
                          calibration_method=method, opset=opset,
                          activation_type=str(opt("onnx_activation_type", "int8")))
         d = describe_qdq(qdq)
         wf = weights_flash(qdq)
         out["onnx"] = {
             "file": qdq.name, "float_file": float_onnx_name(), "source": source.name, "per_channel": per_channel,
-            "calibration_method": method, "calibration_images": int(len(calib)), "opset": d["opset"],
+            "calibration_method": method, "calibration_images": len(calib), "opset": d["opset"],
             "size_bytes": qdq.stat().st_size, "weights_flash_bytes": wf.total_bytes,
             "seconds": round(time.time() - t0, 1),
         }
@@ -170,7 +168,7 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
         console.print(f"mixed int4/int8 weights search (within {100 * tol:g} points of int8 on validation, "
                       f"{100 * conf:g} % confidence) ...")
         res = search_mixed(
-            mixed_float, Calibration(calib, rescale, offset),
+            mixed_float, calib,
             lambda p: evaluate_model(p, dataset.val, class_names, rescale, offset, bs).correct,
             tolerance=tol, out_dir=run_dir, per_channel=per_channel,
             calibration_method=method, activation_type=str(opt("onnx_activation_type", "int8")),
@@ -186,7 +184,7 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
             m["n"] = len(eval_split)
             m["runtime"] = runtime("onnxruntime")
         out["mixed"] = m
-        console.print(f"mixed: {res.path.name}: weights {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
+        console.print(f"mixed: {res.path.name}: weights flash {res.weights_bytes:,} B vs {res.weights_bytes_int8:,} B "
                       f"all-int8 (-{res.saving_pct:.1f} %), validation top-1 {100 * res.accuracy:.2f} % "
                       f"vs {100 * res.accuracy_int8:.2f} %")
     if do_report:
@@ -195,7 +193,9 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
             raise McuzooError(f"the quantization report needs {int8_path}: run the quantize stage first")
         t0 = time.time()
         n_img = int(opt("report_images", 32))
-        errors = quant_report(float_path, int8_path, calib[:n_img], rescale, offset, max_images=n_img)
+        if n_img < 1:
+            raise McuzooError(f"the quantization report needs at least 1 image, got report_images={n_img}")
+        errors = quant_report(float_path, int8_path, calib, max_images=n_img)
         write_report(errors, run_dir / REPORT_PNG, run_dir / REPORT_JSON)
         out["report"] = {"json": REPORT_JSON, "png": REPORT_PNG, **errors.summary(),
                          "seconds": round(time.time() - t0, 1)}

@@ -5,24 +5,19 @@ Entry point: :func:`quantize_tflite`. The .tflite takes **uint8** input
 (1, P); weights are int8 per-channel (per-tensor on request), activations int8,
 calibrated on training images.
 
-Raw pixels as input: the model's float input is ``pixel * rescale + offset``, and
-the converter derives the input's quantization from the range it sees during
-calibration. One calibration image gets one pixel at 0 and one at 255, so that
-the observed range is exactly the preprocessing's image of [0, 255], and the
-uint8 input's (scale, zero point) is the preprocessing itself: a board feeds
-camera pixels straight in.
+Calibration (:class:`~.calibration.Calibration`): the first image anchors the
+input range, so that the uint8 input's (scale, zero point) is the preprocessing
+itself: a board feeds camera pixels straight in.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .. import rundir
 from ..console import captured_output
-from ..data.core import preprocess
 from ..errors import McuzooError, first_line
+from .calibration import Calibration
 
 
 @dataclass
@@ -33,36 +28,20 @@ class QuantResult:
     size_bytes: int
 
 
-def calibration_batches(images: np.ndarray, rescale: float, offset: float):
-    """Representative dataset: one float image at a time, the first one anchoring the input range."""
-    if len(images) == 0:
-        raise McuzooError("calibration set is empty: quantization needs training images")
-    images = np.array(images, copy=True)
-    images[0, 0, 0, :] = 0
-    images[0, 0, -1, :] = 255
-
-    def gen():
-        for img in images:
-            yield [preprocess(img[None], rescale, offset)]
-
-    return gen
-
-
 def quantize_tflite(
     model_or_path,
-    calibration_images: np.ndarray,
+    calibration: Calibration,
     out_path: str | Path,
-    rescale: float,
-    offset: float,
     per_channel: bool = True,
 ) -> QuantResult:
-    """Convert a float Keras model to a fully int8 .tflite (uint8 in, float32 out)."""
+    """Convert a float Keras model (or a .keras file) to a fully int8 .tflite (uint8 in, float32 out),
+    calibrated on ``calibration``."""
     import tensorflow as tf
 
     from ..models import load_keras_model
 
     model = load_keras_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
-    rep = calibration_batches(calibration_images, rescale, offset)
+    rep = calibration.representative_dataset()
     with captured_output() as log:
         try:
             conv = tf.lite.TFLiteConverter.from_keras_model(model)

@@ -8,7 +8,8 @@ weight layout (OHWI, 1HWC, OIHW, IO).
 Parameters are the elements of weight tensors: float, int8 and int4 constants,
 and int32 constants read by a MAC operator (biases). Integer constants that only
 configure an operator (reshape shapes, reduction axes, paddings) are counted in
-flash bytes but are not parameters. Quantization parameters are counted apart
+flash bytes but are not parameters. Weights flash (:attr:`Graph.weights_bytes`)
+is :mod:`mcuzoo.models.flash`'s definition. Quantization parameters are counted apart
 (:attr:`Graph.quant_params_bytes`): 4 bytes of float32 scale + 4 bytes of int32
 zero point per quantization channel of every weight tensor and every
 activation. Bias scales are not counted: they are the input scale times the
@@ -19,10 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Tensor", "Op", "Graph", "MAC_KINDS", "ALIAS_KINDS", "QPARAM_BYTES_PER_CHANNEL"]
+from ...models.flash import QPARAM_BYTES_PER_CHANNEL, is_parameter, stored_bytes, weights_flash
 
-#: Bytes counted per quantization channel: float32 scale + int32 zero point.
-QPARAM_BYTES_PER_CHANNEL = 8
+__all__ = ["Tensor", "Op", "Graph", "MAC_KINDS", "ALIAS_KINDS", "QPARAM_BYTES_PER_CHANNEL"]
 
 #: Operator kinds that multiply weights (the ones with MACs).
 MAC_KINDS = frozenset({"conv", "depthwise", "fully_connected", "conv_transpose"})
@@ -109,8 +109,10 @@ class Graph:
 
     @property
     def weights_bytes(self) -> int:
-        """Bytes of all constant tensors (weights, biases, shape constants): the cards' "weights flash"."""
-        return sum(t.nbytes for t in self.tensors.values() if t.const)
+        """Weights flash (:mod:`mcuzoo.models.flash`): every constant tensor at its stored width (weights, biases,
+        shape constants), quantization parameters apart; the cards' "weights flash"."""
+        consts = [t for t in self.tensors.values() if t.const]
+        return weights_flash((t.name, t.elements, t.dtype, t.is_param) for t in consts).total_bytes
 
     @property
     def quant_params_bytes(self) -> int:
@@ -124,14 +126,7 @@ class Graph:
 
 # -- shared by the readers ------------------------------------------------------------------------
 def _nbytes(shape, dtype: str) -> int:
-    import numpy as np
-
-    n = math.prod(shape) if shape else 1
-    if dtype in ("int4", "uint4"):
-        return (n + 1) // 2
-    if dtype == "bool":
-        return n
-    return n * np.dtype(dtype).itemsize
+    return stored_bytes(math.prod(shape) if shape else 1, dtype)
 
 
 def _finish(graph: Graph) -> Graph:
@@ -139,7 +134,7 @@ def _finish(graph: Graph) -> Graph:
     for op in graph.ops:
         for t in graph.consts(op.inputs):
             tt = graph.tensors[t]
-            if op.kind in MAC_KINDS or tt.dtype not in ("int32", "int64", "bool"):
+            if is_parameter(tt.dtype, op.kind in MAC_KINDS):
                 tt.is_param = True
     for op in graph.ops:
         consts = list(dict.fromkeys(graph.consts(op.inputs)))
