@@ -297,7 +297,8 @@ for arena in [int(a) for a in sys.argv[1:]]:
     except Exception as e:
         err = e
 else:
-    print(str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__)
+    from mcuzoo.errors import first_line
+    print(first_line(err))
     sys.exit(3)
 d = it.get_input_details(0)
 x = np.zeros(tuple(int(v) for v in d["shape"]), np.dtype(d["dtype"]))
