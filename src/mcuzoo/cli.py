@@ -162,55 +162,23 @@ def _evaluate_sources(args) -> tuple[str | None, str | None, list[str]]:
 
 
 def cmd_evaluate(args) -> int:
-    from .console import print_out
-    from .data import load_eval_split
     from .models.runner import open_model
     from .models.scoring import evaluate_model
     from .rundir import read_model_info
+    from .runtime import runtime_arg
 
     info = read_model_info(args.model)
     rescale = args.rescale if args.rescale is not None else (info.rescale if info else None)
     offset = args.offset if args.offset is not None else (info.offset if info else 0.0)
-    from .runtime import runtime_arg
-
     data, run_config, overrides = _evaluate_sources(args)
     rt = runtime_arg(args)
     backend, shape, _ = open_model(args.model, rescale, offset, args.batch_size, rt, 1)
     overlap = None
     if run_config is not None:  # a run's config: the very split that run made (its test split by default)
-        from .config import load_config
-        from .data import load_dataset
-
-        cfg = load_config(run_config, overrides)
-        dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
-        want = args.split or ("test" if dataset.eval_split is dataset.test else "validation")
-        split = {"test": dataset.test, "validation": dataset.val, "train": dataset.train}[want]
-        if split is None or not len(split):
-            raise McuzooError(f"the run's dataset has no {want} split (try --split validation)")
-        class_names = dataset.class_names
-        if info and list(info.class_names) != list(class_names):
-            raise McuzooError(f"the model's {len(info.class_names)} classes are not those of {run_config}'s dataset "
-                              f"({len(class_names)} classes)")
-        where = f"the {want} split of {run_config}" + (f" ({cfg.dataset.path})" if cfg.dataset.path else "")
-        split_name = want
+        split, class_names, where, split_name = _run_split(args, run_config, overrides, shape, info)
     else:
-        split, class_names = load_eval_split(
-            str(data), shape, class_names=info.class_names if info else None,
-            interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
-        )
+        split, class_names, overlap = _folder_split(args, data, shape, info)
         where, split_name = str(data), None
-        from .evaluate import data_overlap, run_config_of
-
-        own = run_config_of(args.model)
-        if own is not None:
-            from .config import load_config
-
-            try:
-                overlap = data_overlap(load_config(own), own, str(data), split, class_names)
-            except McuzooError:
-                overlap = None
-        if overlap is not None:
-            console.print(f"[bold red]warning:[/] {escape_markup(overlap.warning())}")
     res = evaluate_model(args.model, split, class_names, rescale, offset, args.batch_size, rt, args.workers or None)
     if args.json:
         from .rundir import json_text
@@ -219,7 +187,58 @@ def cmd_evaluate(args) -> int:
                          "split": split_name, **res.summary(),
                          **({"overlap": overlap.to_json()} if overlap is not None else {})}))
         return 0
+    _print_evaluation(args, res, where, class_names, overlap)
+    return 0
+
+
+def _run_split(args, run_config: str, overrides: list[str], shape, info):
+    """(split, class names, where, split name) of ``mcuzoo evaluate``: the split a run's config makes."""
+    from .config import load_config
+    from .data import load_dataset
+
+    cfg = load_config(run_config, overrides)
+    dataset = load_dataset(cfg.dataset, shape, cfg.preprocessing.interpolation, aspect=cfg.preprocessing.aspect)
+    want = args.split or ("test" if dataset.eval_split is dataset.test else "validation")
+    split = {"test": dataset.test, "validation": dataset.val, "train": dataset.train}[want]
+    if split is None or not len(split):
+        raise McuzooError(f"the run's dataset has no {want} split (try --split validation)")
+    class_names = dataset.class_names
+    if info and list(info.class_names) != list(class_names):
+        raise McuzooError(f"the model's {len(info.class_names)} classes are not those of {run_config}'s dataset "
+                          f"({len(class_names)} classes)")
+    where = f"the {want} split of {run_config}" + (f" ({cfg.dataset.path})" if cfg.dataset.path else "")
+    return split, class_names, where, want
+
+
+def _folder_split(args, data, shape, info):
+    """(split, class names, overlap) of ``mcuzoo evaluate`` on a dataset: the overlap with the images the
+    model's own run trained on (None when there is none or it cannot be told) is warned about here."""
+    from .data import load_eval_split
+    from .evaluate import data_overlap, run_config_of
+
+    split, class_names = load_eval_split(
+        str(data), shape, class_names=info.class_names if info else None,
+        interpolation=info.interpolation if info else "bilinear", aspect=info.aspect if info else "fit",
+    )
+    overlap = None
+    own = run_config_of(args.model)
+    if own is not None:
+        from .config import load_config
+
+        try:
+            overlap = data_overlap(load_config(own), own, str(data), split, class_names)
+        except McuzooError:
+            overlap = None
+    if overlap is not None:
+        console.print(f"[bold red]warning:[/] {escape_markup(overlap.warning())}")
+    return split, class_names, overlap
+
+
+def _print_evaluation(args, res, where: str, class_names, overlap) -> None:
+    """The top-1 line and the per-class table of ``mcuzoo evaluate``."""
     from rich.table import Table
+
+    from .console import print_out
 
     how = f"{res.backend}, {res.summary()['kernels_label']}" if res.kernels else res.backend
     seen = " [bold red](not a test score: see the warning)[/]" if overlap is not None else ""
@@ -233,7 +252,6 @@ def cmd_evaluate(args) -> int:
         n = int(sum(row))
         table.add_row(escape_markup(str(name)), f"{n:,}", f"{int(row[i]):,}", f"{100 * row[i] / n:.2f} %" if n else "-")
     print_out(table)
-    return 0
 
 
 def escape_markup(text: str) -> str:
@@ -276,13 +294,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mcuzoo {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
+    _register_run(sub)
+    _register_config(sub)
+    _register_models(sub)
+    _register_evaluate(sub)
 
+    from .analysis import register_cli as analysis_cli
+    from .card import register_cli as card_cli
+    from .export import register_cli as export_cli
+    from .predict import register_cli as predict_cli
+
+    analysis_cli(sub)
+    export_cli(sub)
+    card_cli(sub)
+    predict_cli(sub)
+    from .data.cli import register_cli as data_cli
+    from .quantization.cli import register_cli as quantize_cli
+    from .zoo import register_cli as zoo_cli
+
+    quantize_cli(sub)
+    data_cli(sub)
+    zoo_cli(sub)
+    return p
+
+
+def _register_run(sub) -> None:
     r = sub.add_parser("run", help="train, quantize and evaluate as a config says")
     r.add_argument("args", nargs="*", metavar="CONFIG [key=value ...]",
                    help="YAML config file, e.g. configs/quickstart.yaml, then overrides such as training.epochs=3")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     r.set_defaults(fn=cmd_run)
 
+
+def _register_config(sub) -> None:
     c = sub.add_parser("config", help="print a config as a run would use it (validated, defaults filled in), "
                                       "or list every key with --keys")
     c.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]",
@@ -293,12 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="with --keys: print JSON")
     c.set_defaults(fn=cmd_config)
 
+
+def _register_models(sub) -> None:
     m = sub.add_parser("models", help="list the models with parameters and MACs")
     m.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C", help="input shape (default: each model's own)")
     m.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
     m.set_defaults(fn=cmd_models)
 
+
+def _register_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="top-1 and per-class accuracy of a .keras, .tflite or .onnx model on a dataset")
     e.add_argument("model", help="model file (.keras, .tflite, .onnx); class names come from model_info.json beside it")
     e.add_argument("data", nargs="?", default=None,
@@ -320,24 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=0,
                    help="processes for the exact .tflite path (default 0: half the cores, at most 8)")
     e.set_defaults(fn=cmd_evaluate)
-
-    from .analysis import register_cli as analysis_cli
-    from .card import register_cli as card_cli
-    from .export import register_cli as export_cli
-    from .predict import register_cli as predict_cli
-
-    analysis_cli(sub)
-    export_cli(sub)
-    card_cli(sub)
-    predict_cli(sub)
-    from .data.cli import register_cli as data_cli
-    from .quantization.cli import register_cli as quantize_cli
-    from .zoo import register_cli as zoo_cli
-
-    quantize_cli(sub)
-    data_cli(sub)
-    zoo_cli(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

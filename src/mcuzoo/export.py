@@ -474,27 +474,15 @@ def _install(staging: Path, out: Path) -> None:
 
 
 def export_model(model_or_run_dir, out_dir, *, offline_plan: bool = False) -> ExportResult:
-    """Write the TFLM export of a .tflite (or of a run directory's model_int8.tflite) into ``out_dir``."""
-    from .analysis.graph import load_graph
-    from .analysis.tflm import tflm_arena_bytes
+    """Write the TFLM export of a .tflite (or of a run directory's model_int8.tflite) into ``out_dir``.
 
-    src = _find_tflite(model_or_run_dir)
-    load_graph(src)  # a malformed or unsupported model fails here, in one line
-    data = src.read_bytes()
+    The files are written into a staging folder beside ``out_dir`` that replaces it once complete.
+    """
+    src, data = _checked_source(model_or_run_dir)
     source_sha = hashlib.sha256(data).hexdigest()
-    model = _read_model(data)
-    sg0 = model.subgraphs[0] if model.subgraphs else None
-    if sg0 is None or sg0.inputs is None or not len(sg0.inputs) or sg0.outputs is None or not len(sg0.outputs):
-        raise ModelFileError(f"{src} has no subgraph with inputs and outputs")
     info = rundir.read_model_info(src)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise McuzooError(f"--out {out} is a file, not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    except OSError as e:
-        raise McuzooError(f"cannot write {out}: {e.strerror or e}") from None
+    staging = _staging_folder(out)
     try:
         notes: list[str] = []
         plan = None
@@ -502,41 +490,8 @@ def export_model(model_or_run_dir, out_dir, *, offline_plan: bool = False) -> Ex
             data, plan, note = _offline_plan(src, data, staging)
             if note:
                 notes.append(note)
-            model = _read_model(data)
-        sg = model.subgraphs[0]
-        arena = int(tflm_arena_bytes(data))
-        classes = list(info.class_names) if info else None
-        output = _tensor_info(model, sg.outputs[0])
-        if classes is not None and len(classes) != output["elements"]:
-            notes.append(f"model_info.json names {len(classes)} classes but the output has {output['elements']} "
-                         f"values: no class names exported")
-            classes = None
-        res = ExportResult(
-            out_dir=out, source=src, model_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), source_sha256=source_sha,
-            tensor_arena_size=(arena + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT, tflm_arena_bytes=arena,
-            operators=op_resolver_methods(model), input=_tensor_info(model, sg.inputs[0]), output=output,
-            class_names=classes, offline_plan=plan, notes=notes,
-        )
-        if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-            res.notes.append(f"the model has {len(sg.inputs)} inputs and {len(sg.outputs)} outputs: "
-                             f"model_settings.h describes the first of each")
-        files = {
-            "model_data.cc": _model_data_cc(data, src.name),
-            "model_data.h": _MODEL_DATA_H,
-            "model_settings.h": _settings_h(res, _preprocessing_note(info, res.input)),
-            "op_resolver.h": _resolver_h(res.operators),
-            "README.md": _readme(res),
-        }
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        (staging / MODEL_COPY).write_bytes(data)
-        manifest = res.to_json()
-        manifest["out_dir"] = out.name
-        manifest["source"] = src.name
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for p in staging.iterdir():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
+        res = _export_result(src, source_sha, data, info, out, plan, notes)
+        _write_files(staging, res, data, info)
         _install(staging, out)
     except OSError as e:
         raise McuzooError(f"cannot write {out}: {e.strerror or e}") from None
@@ -544,6 +499,78 @@ def export_model(model_or_run_dir, out_dir, *, offline_plan: bool = False) -> Ex
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return res
+
+
+def _checked_source(model_or_run_dir) -> tuple[Path, bytes]:
+    """The .tflite to export and its bytes; a malformed model, or one without inputs and outputs, fails."""
+    from .analysis.graph import load_graph
+
+    src = _find_tflite(model_or_run_dir)
+    load_graph(src)  # a malformed or unsupported model fails here, in one line
+    data = src.read_bytes()
+    model = _read_model(data)
+    sg0 = model.subgraphs[0] if model.subgraphs else None
+    if sg0 is None or sg0.inputs is None or not len(sg0.inputs) or sg0.outputs is None or not len(sg0.outputs):
+        raise ModelFileError(f"{src} has no subgraph with inputs and outputs")
+    return src, data
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new temporary folder beside ``out`` (which must not be a file) to write the export into."""
+    if out.exists() and not out.is_dir():
+        raise McuzooError(f"--out {out} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    except OSError as e:
+        raise McuzooError(f"cannot write {out}: {e.strerror or e}") from None
+
+
+def _export_result(src: Path, source_sha: str, data: bytes, info, out: Path, plan: dict | None,
+                   notes: list[str]) -> ExportResult:
+    """What the export holds: the model's figures, operators, input and output, class names, and notes."""
+    from .analysis.tflm import tflm_arena_bytes
+
+    model = _read_model(data)
+    sg = model.subgraphs[0]
+    arena = int(tflm_arena_bytes(data))
+    classes = list(info.class_names) if info else None
+    output = _tensor_info(model, sg.outputs[0])
+    if classes is not None and len(classes) != output["elements"]:
+        notes.append(f"model_info.json names {len(classes)} classes but the output has {output['elements']} "
+                     f"values: no class names exported")
+        classes = None
+    res = ExportResult(
+        out_dir=out, source=src, model_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), source_sha256=source_sha,
+        tensor_arena_size=(arena + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT, tflm_arena_bytes=arena,
+        operators=op_resolver_methods(model), input=_tensor_info(model, sg.inputs[0]), output=output,
+        class_names=classes, offline_plan=plan, notes=notes,
+    )
+    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
+        res.notes.append(f"the model has {len(sg.inputs)} inputs and {len(sg.outputs)} outputs: "
+                         f"model_settings.h describes the first of each")
+    return res
+
+
+def _write_files(staging: Path, res: ExportResult, data: bytes, info) -> None:
+    """The export's sources, README, model copy and manifest in ``staging``, each synced to disk."""
+    files = {
+        "model_data.cc": _model_data_cc(data, res.source.name),
+        "model_data.h": _MODEL_DATA_H,
+        "model_settings.h": _settings_h(res, _preprocessing_note(info, res.input)),
+        "op_resolver.h": _resolver_h(res.operators),
+        "README.md": _readme(res),
+    }
+    for name, text in files.items():
+        (staging / name).write_text(text, encoding="utf-8")
+    (staging / MODEL_COPY).write_bytes(data)
+    manifest = res.to_json()
+    manifest["out_dir"] = res.out_dir.name
+    manifest["source"] = res.source.name
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for p in staging.iterdir():
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
 
 
 def publish(run_dir: str | Path, dest: str | Path) -> Path | None:

@@ -91,34 +91,22 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
     With ``resume``, continue the run in that directory from its last checkpoint
     (its saved config.yaml, with ``overrides`` applied, e.g. more epochs).
 
-    A little over a screen: the checks before anything is written, then one call per stage in the
-    flow's order (:data:`mcuzoo.config.STAGES`), each a function of its own; it stays one function so
-    that the order of the stages and the metrics they merge read top to bottom in one place.
+    The checks before anything is written come first, then one call per stage in the flow's order
+    (:data:`mcuzoo.config.STAGES`), so that the order of the stages reads top to bottom in one place.
     """
-    from .config import load_config
     from .data import load_run_dataset
     from .train import is_chief
 
     t_start = time.time()
+    saved_stages: list[str] = []
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / rundir.CONFIG).is_file():
-            raise McuzooError(f"cannot resume {run_dir}: no {rundir.CONFIG} there (not a run directory?)")
-        saved = load_config(run_dir / rundir.CONFIG)
-        saved_stages = saved.stages
-        cfg = load_config(run_dir / rundir.CONFIG, overrides)
-        _check_resume_overrides(saved, cfg, run_dir)
+        run_dir, cfg, saved_stages = _resumed(Path(resume), overrides)
     elif cfg is None:
         raise McuzooError("run needs a config or a run directory to resume")
     check_config(cfg, resume=resume is not None)  # what needs no data fails before anything is read or written
     dataset = load_run_dataset(cfg)
-    if len(dataset.class_names) < 2:  # checked before a run directory exists
-        raise DataError(f"dataset {dataset.name} has {len(dataset.class_names)} class(es): a classifier needs at least 2")
-    if "train" in cfg.stages and (dataset.val is None or not len(dataset.val)):
-        raise DataError(f"dataset {dataset.name}: the validation split is empty (raise dataset.validation_split, "
-                        "or give more images per class)")
-    chief = is_chief(cfg)
-    if not chief:  # a multi-worker helper: trains, writes nothing of the run
+    _check_dataset(cfg, dataset)
+    if not is_chief(cfg):  # a multi-worker helper: trains, writes nothing of the run
         import tempfile
 
         from .train import train
@@ -136,29 +124,10 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             kept = cfg.model_copy(update={"stages": [s for s in STAGES if s in saved_stages or s in cfg.stages]})
         rundir.write_text(run_dir / rundir.CONFIG, config_to_yaml(kept))
         metrics = _start_run(cfg, dataset, run_dir)
-
-        if "train" in cfg.stages:
-            metrics["training"] = _train_stage(cfg, dataset, run_dir, resume is not None)
-        if "quantize" in cfg.stages:
-            from .quantization import run_stage as quantize_stage
-
-            metrics.update(quantize_stage(cfg, dataset, run_dir))
-        if "evaluate" in cfg.stages:
-            from .evaluate import run_stage as evaluate_stage
-
-            metrics.update(evaluate_stage(cfg, dataset, run_dir))
-        if "analyze" in cfg.stages:
-            _analyze_stage(cfg, run_dir)
-        if "export" in cfg.stages:
-            _export_stage(cfg, run_dir)
+        metrics.update(_run_stages(cfg, dataset, run_dir, resume is not None))
         metrics["seconds_total"] = round(time.time() - t_start, 1)
-        if resume is not None:  # what the stages that did not run now measured before stays
-            old = _previous_metrics(run_dir)
-            for stage, keys in METRICS_OF_STAGE.items():
-                if stage not in cfg.stages:
-                    metrics.update({k: old[k] for k in keys if k in old and k not in metrics})
-            order = list(old) + [k for k in metrics if k not in old]  # the file's own order, for readable diffs
-            metrics = {k: metrics[k] for k in sorted(metrics, key=order.index)}
+        if resume is not None:
+            metrics = _with_previous_metrics(metrics, cfg, run_dir)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         if "card" in cfg.stages:  # last: the card reads every other artifact of the run
             from .card import write_card
@@ -166,6 +135,58 @@ def run(cfg: Config | None = None, resume: str | Path | None = None, overrides: 
             console.print(f"model card: {write_card(run_dir)}")
     console.print(f"done in {time.time() - t_start:.0f} s: {run_dir}")
     return run_dir
+
+
+def _resumed(run_dir: Path, overrides: list[str] | None) -> tuple[Path, Config, list[str]]:
+    """(run directory, config with ``overrides``, the stages it was saved with) of a run to resume."""
+    from .config import load_config
+
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise McuzooError(f"cannot resume {run_dir}: no {rundir.CONFIG} there (not a run directory?)")
+    saved = load_config(run_dir / rundir.CONFIG)
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    _check_resume_overrides(saved, cfg, run_dir)
+    return run_dir, cfg, list(saved.stages)
+
+
+def _check_dataset(cfg: Config, dataset: Dataset) -> None:
+    """What the dataset must have for the run, checked before a run directory exists."""
+    if len(dataset.class_names) < 2:
+        raise DataError(f"dataset {dataset.name} has {len(dataset.class_names)} class(es): a classifier needs at least 2")
+    if "train" in cfg.stages and (dataset.val is None or not len(dataset.val)):
+        raise DataError(f"dataset {dataset.name}: the validation split is empty (raise dataset.validation_split, "
+                        "or give more images per class)")
+
+
+def _run_stages(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> dict:
+    """Run the configured stages from train to export, in the flow's order; the metrics.json entries they give."""
+    metrics: dict = {}
+    if "train" in cfg.stages:
+        metrics["training"] = _train_stage(cfg, dataset, run_dir, resume)
+    if "quantize" in cfg.stages:
+        from .quantization import run_stage as quantize_stage
+
+        metrics.update(quantize_stage(cfg, dataset, run_dir))
+    if "evaluate" in cfg.stages:
+        from .evaluate import run_stage as evaluate_stage
+
+        metrics.update(evaluate_stage(cfg, dataset, run_dir))
+    if "analyze" in cfg.stages:
+        _analyze_stage(cfg, run_dir)
+    if "export" in cfg.stages:
+        _export_stage(cfg, run_dir)
+    return metrics
+
+
+def _with_previous_metrics(metrics: dict, cfg: Config, run_dir: Path) -> dict:
+    """A resumed run's metrics: what the stages that did not run now measured before stays, in the file's
+    own order (for readable diffs)."""
+    old = _previous_metrics(run_dir)
+    for stage, keys in METRICS_OF_STAGE.items():
+        if stage not in cfg.stages:
+            metrics.update({k: old[k] for k in keys if k in old and k not in metrics})
+    order = list(old) + [k for k in metrics if k not in old]
+    return {k: metrics[k] for k in sorted(metrics, key=order.index)}
 
 
 def _start_run(cfg: Config, dataset: Dataset, run_dir: Path) -> dict:

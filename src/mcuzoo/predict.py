@@ -198,6 +198,20 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
     if info is None:
         notes.append(f"no model_info.json beside {model_path}: classes are shown as indices")
 
+    images, kept, skipped = _read_images(files, shape, interpolation, aspect, skip_bad)
+    out = Predictions(notes=notes, skipped=skipped, backend=backend,
+                      class_names_source="model_info.json" if info else "indices")
+    softmaxed, names = _predict_batches(model_path, run, images, kept, info, top_k, batch_size, out)
+    out.kernels = kernels_of(run)
+    if softmaxed:
+        out.notes.append("the model's outputs are not probabilities: a softmax was applied")
+    if top_k > len(names):
+        out.notes.append(f"--top-k {top_k} is more than the {len(names)} classes: showing all")
+    return out
+
+
+def _read_images(files: list[Path], shape, interpolation: str, aspect: str, skip_bad: bool):
+    """(images, their files, (file, reason) of those skipped): an unreadable file fails unless ``skip_bad``."""
     images, kept, skipped = [], [], []
     for f in files:
         try:
@@ -209,10 +223,17 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
             skipped.append((str(f), str(e)))
     if not kept:
         raise DataError(f"none of the {len(files)} files could be read as an image: {skipped[0][1]}")
+    return images, kept, skipped
 
-    out = Predictions(notes=notes, skipped=skipped, backend=backend,
-                      class_names_source="model_info.json" if info else "indices")
+
+def _predict_batches(model_path, run, images: list, kept: list[Path], info, top_k: int, batch_size: int,
+                     out: Predictions) -> tuple[bool, list[str]]:
+    """Run the model on ``images`` batch by batch, appending each image's top-k to ``out``.
+
+    Returns whether a softmax was applied and the class names.
+    """
     softmaxed = False
+    names: list[str] = []
     for i in range(0, len(kept), batch_size):
         batch = np.stack(images[i:i + batch_size])
         y = np.asarray(run(batch))
@@ -227,12 +248,7 @@ def predict(model_path: str | Path, inputs: list[str], top_k: int = 5, *, skip_b
         for f, p in zip(kept[i:i + batch_size], probs):
             idx = np.argsort(-p, kind="stable")[:k]
             out.append(Prediction(str(f), [names[j] for j in idx], [int(j) for j in idx], [float(p[j]) for j in idx]))
-    out.kernels = kernels_of(run)
-    if softmaxed:
-        out.notes.append("the model's outputs are not probabilities: a softmax was applied")
-    if top_k > len(names):
-        out.notes.append(f"--top-k {top_k} is more than the {len(names)} classes: showing all")
-    return out
+    return softmaxed, names
 
 
 # ---------------------------------------------------------------------------

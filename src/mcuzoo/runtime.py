@@ -160,55 +160,80 @@ def check_tflite_graph(data: bytes, path: Path, n_ops: int | None = None, n_tens
             raise ModelFileError(f"{where}: the flatbuffer holds {no} operators, the interpreter runs {n_ops}")
         if n_tensors is not None and nt != n_tensors:
             raise ModelFileError(f"{where}: the flatbuffer holds {nt} tensors, the interpreter reports {n_tensors}")
-
-        def index(v: int, what: str, optional: bool) -> int:
-            if v == -1 and optional:
-                return -1
-            if not 0 <= v < nt:
-                raise ModelFileError(f"{where}: {what} refers to tensor {v} (the model has tensors 0 to {nt - 1})")
-            return v
-
+        index = _TensorIndex(nt, where)
         inputs = {index(int(v), f"graph input {k}", False) for k, v in enumerate(sg.InputsAsNumpy() if sg.InputsLength() else [])}
         outputs = [index(int(v), f"graph output {k}", False) for k, v in enumerate(sg.OutputsAsNumpy() if sg.OutputsLength() else [])]
-        has_data = set()
-        for t in range(nt):
-            tt = sg.Tensors(t)
-            b = tt.Buffer()
-            if tt.IsVariable():
-                has_data.add(t)
-            elif 0 < b < nb:
-                buf = model.Buffers(b)
-                if buf.DataLength() > 0 or buf.Offset() > 1:
-                    has_data.add(t)
-        written: dict[int, int] = {}
-        for i in range(no):
-            op = sg.Operators(i)
-            for t in (op.OutputsAsNumpy() if op.OutputsLength() else []):
-                t = index(int(t), f"operator {i}'s output", False)
-                if t in written or t in inputs or t in has_data:
-                    raise ModelFileError(f"{where}: tensor {t} is written twice (by operator {i} and "
-                                         f"{'operator ' + str(written[t]) if t in written else 'as an input or constant'})")
-                written[t] = i
-        for i in range(no):
-            op = sg.Operators(i)
-            for t in (op.InputsAsNumpy() if op.InputsLength() else []):
-                t = index(int(t), f"operator {i}'s input", True)
-                if t < 0 or t in inputs or t in has_data:
-                    continue
-                if t not in written:
-                    raise ModelFileError(f"{where}: operator {i} reads tensor {t}, which no operator writes and "
-                                         "which holds no data")
-                if written[t] >= i:
-                    raise ModelFileError(f"{where}: operator {i} reads tensor {t} before operator {written[t]} writes "
-                                         "it (operators out of order, or a cycle)")
+        available = inputs | _tensors_with_data(model, sg, nt, nb)  # what an operator may read without a writer
+        written = _writers(sg, index, available, where)
+        _check_reads(sg, index, available, written, where)
         for t in outputs:
-            if t not in written and t not in inputs and t not in has_data:
+            if t not in written and t not in available:
                 raise ModelFileError(f"{where}: graph output tensor {t} is written by no operator")
     except ModelFileError:
         raise
     except Exception as e:  # noqa: BLE001 - a flatbuffer the generated reader cannot walk
         raise ModelFileError(f"{path} is malformed or truncated: not a valid TensorFlow Lite flatbuffer "
                              f"({type(e).__name__})") from None
+
+
+class _TensorIndex:
+    """``index(v, what, optional)``: the tensor index ``v``, checked to exist (-1 passes where optional)."""
+
+    def __init__(self, n_tensors: int, where: str) -> None:
+        self.n, self.where = n_tensors, where
+
+    def __call__(self, v: int, what: str, optional: bool) -> int:
+        if v == -1 and optional:
+            return -1
+        if not 0 <= v < self.n:
+            raise ModelFileError(f"{self.where}: {what} refers to tensor {v} (the model has tensors 0 to {self.n - 1})")
+        return v
+
+
+def _tensors_with_data(model, sg, nt: int, nb: int) -> set[int]:
+    """The tensors of subgraph ``sg`` (``nt`` tensors; ``nb`` buffers in the model) that hold data: variables,
+    and tensors whose buffer is not empty."""
+    has_data = set()
+    for t in range(nt):
+        tt = sg.Tensors(t)
+        b = tt.Buffer()
+        if tt.IsVariable():
+            has_data.add(t)
+        elif 0 < b < nb:
+            buf = model.Buffers(b)
+            if buf.DataLength() > 0 or buf.Offset() > 1:
+                has_data.add(t)
+    return has_data
+
+
+def _writers(sg, index: _TensorIndex, available: set[int], where: str) -> dict[int, int]:
+    """The operator that writes each tensor; a tensor written twice, or a graph input or constant written, fails."""
+    written: dict[int, int] = {}
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        for t in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+            t = index(int(t), f"operator {i}'s output", False)
+            if t in written or t in available:
+                raise ModelFileError(f"{where}: tensor {t} is written twice (by operator {i} and "
+                                     f"{'operator ' + str(written[t]) if t in written else 'as an input or constant'})")
+            written[t] = i
+    return written
+
+
+def _check_reads(sg, index: _TensorIndex, available: set[int], written: dict[int, int], where: str) -> None:
+    """Every operator reads only ``available`` tensors and what an earlier operator wrote."""
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        for t in (op.InputsAsNumpy() if op.InputsLength() else []):
+            t = index(int(t), f"operator {i}'s input", True)
+            if t < 0 or t in available:
+                continue
+            if t not in written:
+                raise ModelFileError(f"{where}: operator {i} reads tensor {t}, which no operator writes and "
+                                     "which holds no data")
+            if written[t] >= i:
+                raise ModelFileError(f"{where}: operator {i} reads tensor {t} before operator {written[t]} writes "
+                                     "it (operators out of order, or a cycle)")
 
 
 #: ``runtime`` values of :func:`open_tflite` (and of ``evaluation.runtime``, ``--runtime``).

@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -340,45 +341,19 @@ def train(cfg: Config, dataset: Dataset, run_dir: str | Path, resume: bool = Fal
 
 
 def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainResult:
-    import keras
+    """:func:`train` under the precision policy it set: the model (new, or the checkpoint's), then the epochs
+    left (:class:`_EpochLoop`), then history.json."""
     import tensorflow as tf
 
-    from .models import build_model
-    from .models import load_keras_model
-
     t = cfg.training
-    if t.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(cfg)
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    chief = is_chief(cfg)
-    global_batch = t.batch_size * replicas
-    base_lr = t.learning_rate * (replicas if t.scale_learning_rate else 1)
-
+    setup = _Setup.of(cfg)
     state = read_state(run_dir) if resume else None
-    keras.utils.set_random_seed(t.seed)
-    scope = strategy.scope() if strategy is not None else _null_scope()
-    with scope:
-        if state is not None and state.checkpoint:
-            model = load_keras_model(rundir.safe_join(run_dir / CHECKPOINTS, state.checkpoint, "checkpoint"),
-                                     compile=True)
-            _restore_seed_states(model, state.seed_states)
-        else:
-            state = TrainState(learning_rate=base_lr)
-            model = build_model(cfg.model.name, cfg.model.input_shape, len(dataset.class_names), dropout=cfg.model.dropout,
-                                  batch_norm_momentum=cfg.model.batch_norm_momentum)
-            if t.initial_weights:
-                _load_initial_weights(model, t.initial_weights)
-            opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}.get(t.optimizer)
-            optimizer = opt(learning_rate=base_lr) if opt else keras.optimizers.SGD(learning_rate=base_lr, momentum=0.9)
-            model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-
+    model, state = _model_and_state(cfg, dataset, run_dir, state, setup)
     if state.stopped_early or state.epoch >= t.epochs:
         console.print(f"training already finished at epoch {state.epoch}: nothing to resume")
-        if chief:  # e.g. a long run cut short with `--resume RUN training.epochs=N`: its history still goes out
-            _write_history(run_dir, state, replicas, global_batch, len(dataset.train))
-        return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
-                           state.seconds, replicas, state.stopped_early)
+        if setup.chief:  # e.g. a long run cut short with `--resume RUN training.epochs=N`: its history still goes out
+            _write_history(run_dir, state, setup.replicas, setup.global_batch, len(dataset.train))
+        return _result(run_dir, state, setup.replicas)
 
     from .data import augment_fn
 
@@ -386,45 +361,120 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
     aug = augment_fn(cfg.augmentation, t.seed)  # training images only; None when every rate is 0
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    val_ds = dataset.val.tf_dataset(global_batch, cache=True).map(pre).with_options(options)
-    steps = max(1, math.ceil(len(dataset.train) / global_batch))
-    show_bars = t.verbose and console.is_terminal and chief
-    verb = "resuming" if state.epoch else "training"
-    if t.verbose and chief:
-        console.print(
-            f"{verb} [bold]{cfg.model.name}[/] {tuple(cfg.model.input_shape)} on {dataset.name}"
-            + (f" from epoch {state.epoch + 1}" if state.epoch else "")
-            + f": {len(dataset.train)} train / {len(dataset.val)} val images, {len(dataset.class_names)} classes, "
-            f"{model.count_params():,} parameters"
-            + (f", {replicas} replicas ({t.distribution}), global batch {global_batch}" if strategy is not None else "")
-        )
-
+    val_ds = dataset.val.tf_dataset(setup.global_batch, cache=True).map(pre).with_options(options)
+    loop = _EpochLoop(cfg, dataset, run_dir, setup, model, state, options, pre, aug, val_ds)
+    if t.verbose and setup.chief:
+        console.print(_start_line(cfg, dataset, model, state, setup))
     while state.epoch < t.epochs and not state.stopped_early:
+        loop.run_epoch()
+    if setup.chief:
+        _write_history(run_dir, state, setup.replicas, setup.global_batch, len(dataset.train))
+        if state.stopped_early and t.verbose:
+            console.print(f"early stopping: no better val_accuracy for {t.early_stopping.patience} epochs")
+    return _result(run_dir, state, setup.replicas)
+
+
+@dataclass
+class _Setup:
+    """How this process trains: the distribution ``strategy`` (None: one device) and its replicas, whether it
+    is the chief (the one that writes), the global batch and the base learning rate (scaled by the replicas)."""
+
+    strategy: Any
+    replicas: int
+    chief: bool
+    global_batch: int
+    base_lr: float
+
+    @classmethod
+    def of(cls, cfg: Config) -> "_Setup":
+        import tensorflow as tf
+
+        t = cfg.training
+        if t.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = make_strategy(cfg)
+        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        return cls(strategy, replicas, is_chief(cfg), t.batch_size * replicas,
+                   t.learning_rate * (replicas if t.scale_learning_rate else 1))
+
+
+def _model_and_state(cfg: Config, dataset: Dataset, run_dir: Path, state: TrainState | None, setup: _Setup):
+    """(model, state): the checkpoint ``state`` names, or a new compiled model and a fresh state."""
+    import keras
+
+    from .models import load_keras_model
+
+    keras.utils.set_random_seed(cfg.training.seed)
+    scope = setup.strategy.scope() if setup.strategy is not None else _null_scope()
+    with scope:
+        if state is not None and state.checkpoint:
+            model = load_keras_model(rundir.safe_join(run_dir / CHECKPOINTS, state.checkpoint, "checkpoint"),
+                                     compile=True)
+            _restore_seed_states(model, state.seed_states)
+            return model, state
+        return _new_model(cfg, len(dataset.class_names), setup.base_lr), TrainState(learning_rate=setup.base_lr)
+
+
+def _new_model(cfg: Config, num_classes: int, base_lr: float):
+    """``cfg.model`` built (from ``training.initial_weights`` when set) and compiled with its optimizer."""
+    import keras
+
+    from .models import build_model
+
+    t = cfg.training
+    model = build_model(cfg.model.name, cfg.model.input_shape, num_classes, dropout=cfg.model.dropout,
+                        batch_norm_momentum=cfg.model.batch_norm_momentum)
+    if t.initial_weights:
+        _load_initial_weights(model, t.initial_weights)
+    opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}.get(t.optimizer)
+    optimizer = opt(learning_rate=base_lr) if opt else keras.optimizers.SGD(learning_rate=base_lr, momentum=0.9)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return model
+
+
+def _result(run_dir: Path, state: TrainState, replicas: int) -> TrainResult:
+    return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
+                       state.seconds, replicas, state.stopped_early)
+
+
+def _start_line(cfg: Config, dataset: Dataset, model, state: TrainState, setup: _Setup) -> str:
+    """What is trained on what, from which epoch, with how many images, classes, parameters and replicas."""
+    verb = "resuming" if state.epoch else "training"
+    return (
+        f"{verb} [bold]{cfg.model.name}[/] {tuple(cfg.model.input_shape)} on {dataset.name}"
+        + (f" from epoch {state.epoch + 1}" if state.epoch else "")
+        + f": {len(dataset.train)} train / {len(dataset.val)} val images, {len(dataset.class_names)} classes, "
+        f"{model.count_params():,} parameters"
+        + (f", {setup.replicas} replicas ({cfg.training.distribution}), global batch {setup.global_batch}"
+           if setup.strategy is not None else "")
+    )
+
+
+@dataclass
+class _EpochLoop:
+    """One epoch after another of a training run: fit, check, keep the best model, checkpoint, log."""
+
+    cfg: Config
+    dataset: Dataset
+    run_dir: Path
+    setup: _Setup
+    model: Any
+    state: TrainState
+    options: Any  # tf.data.Options
+    pre: Any  # the preprocessing map function
+    aug: Any  # the augmentation map function, or None
+    val_ds: Any
+
+    def run_epoch(self) -> None:
+        """Train epoch ``state.epoch`` (0-based) and record it in the state, the checkpoint and the log."""
+        state, model = self.state, self.model
         epoch = state.epoch
         t0 = time.time()
-        lr = scheduled_lr(cfg, epoch, base_lr)
+        lr = scheduled_lr(self.cfg, epoch, self.setup.base_lr)
         if lr is not None:
             model.optimizer.learning_rate.assign(lr)
             state.learning_rate = lr
-        # file-based splits are decoded once and cached in memory where they fit, else streamed
-        train_ds = dataset.train.tf_dataset(global_batch, shuffle=True, seed=t.seed * 1000 + epoch, cache=True)
-        if aug is not None:
-            train_ds = train_ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
-        train_ds = train_ds.map(pre).prefetch(tf.data.AUTOTUNE).with_options(options)  # augment while the model steps
-        if t.distribution == "multi_worker":
-            logs = _distributed_epoch(model, strategy, train_ds, val_ds, global_batch)
-        else:
-            callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
-            try:
-                hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                                 callbacks=callbacks, verbose=0)
-            except tf.errors.OpError as e:  # a file whose pixel data lies about its header: name it
-                found = next((f for f in (dataset.train.first_undecodable(), dataset.val.first_undecodable()) if f),
-                             None)
-                if found is None:
-                    raise
-                raise McuzooError(found) from None
-            logs = {k: float(v[-1]) for k, v in hist.history.items()}
+        logs = self._fit(self._train_ds(epoch), epoch)
         row = {
             "epoch": epoch + 1, "loss": logs.get("loss", float("nan")), "accuracy": logs.get("accuracy", float("nan")),
             "val_loss": logs.get("val_loss", float("nan")), "val_accuracy": logs.get("val_accuracy", float("nan")),
@@ -436,28 +486,58 @@ def _train(cfg: Config, dataset: Dataset, run_dir: Path, resume: bool) -> TrainR
         if bad:  # nothing of this epoch is kept: the last checkpoint stays the one --resume continues from
             raise McuzooError(f"training diverged at epoch {epoch + 1}: {bad[0]} is {row[bad[0]]} "
                               "(lower training.learning_rate, or check preprocessing.rescale and offset)")
+        self._record(row, logs)
+
+    def _train_ds(self, epoch: int):
+        """The epoch's training batches: shuffled with the epoch's own seed, augmented, preprocessed."""
+        import tensorflow as tf
+
+        t = self.cfg.training
+        # file-based splits are decoded once and cached in memory where they fit, else streamed
+        train_ds = self.dataset.train.tf_dataset(self.setup.global_batch, shuffle=True, seed=t.seed * 1000 + epoch,
+                                                 cache=True)
+        if self.aug is not None:
+            train_ds = train_ds.map(self.aug, num_parallel_calls=tf.data.AUTOTUNE)
+        return train_ds.map(self.pre).prefetch(tf.data.AUTOTUNE).with_options(self.options)  # augment while the model steps
+
+    def _fit(self, train_ds, epoch: int) -> dict:
+        """Fit one epoch; the epoch's logs (loss, accuracy, val_loss, val_accuracy)."""
+        import tensorflow as tf
+
+        t, dataset = self.cfg.training, self.dataset
+        if t.distribution == "multi_worker":
+            return _distributed_epoch(self.model, self.setup.strategy, train_ds, self.val_ds, self.setup.global_batch)
+        steps = max(1, math.ceil(len(dataset.train) / self.setup.global_batch))
+        show_bars = t.verbose and console.is_terminal and self.setup.chief
+        callbacks = [_progress_callback(t.epochs, steps)] if show_bars else []
+        try:
+            hist = self.model.fit(train_ds, validation_data=self.val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                                  callbacks=callbacks, verbose=0)
+        except tf.errors.OpError as e:  # a file whose pixel data lies about its header: name it
+            found = next((f for f in (dataset.train.first_undecodable(), dataset.val.first_undecodable()) if f),
+                         None)
+            if found is None:
+                raise
+            raise McuzooError(found) from None
+        return {k: float(v[-1]) for k, v in hist.history.items()}
+
+    def _record(self, row: dict, logs: dict) -> None:
+        """Update the state with the epoch's ``row``; save the best model, the checkpoint, the log."""
+        state, model, chief = self.state, self.model, self.setup.chief
         previous_best = state.best_val_accuracy
-        new_lr = state.update(logs, cfg)
+        new_lr = state.update(logs, self.cfg)
         state.history.append(row)
         state.seconds += row["seconds"]
         if state.best_val_accuracy > previous_best:
-            _save_best(_inference_copy(model, cfg, len(dataset.class_names)), run_dir, chief)
+            _save_best(_inference_copy(model, self.cfg, len(self.dataset.class_names)), self.run_dir, chief)
         if new_lr is not None:
             model.optimizer.learning_rate.assign(new_lr)
             state.learning_rate = new_lr
-        _save_checkpoint(model, run_dir, state, chief)
+        _save_checkpoint(model, self.run_dir, state, chief)
         if chief:
-            _write_log(run_dir, state)
-            if t.verbose:
-                console.print(_epoch_line(row, t.epochs))
-
-    if chief:
-        _write_history(run_dir, state, replicas, global_batch, len(dataset.train))
-        if state.stopped_early and t.verbose:
-            console.print(f"early stopping: no better val_accuracy for {t.early_stopping.patience} epochs")
-    return TrainResult(run_dir / rundir.FLOAT_MODEL, state.epoch, state.best_epoch, state.best_val_accuracy,
-                       state.seconds, replicas, state.stopped_early)
-
+            _write_log(self.run_dir, state)
+            if self.cfg.training.verbose:
+                console.print(_epoch_line(row, self.cfg.training.epochs))
 
 def _write_history(run_dir: Path, state: TrainState, replicas: int, global_batch: int, n_train: int) -> None:
     """history.json: the per-epoch curves and the summary the card and metrics read."""

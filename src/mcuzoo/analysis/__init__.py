@@ -147,12 +147,70 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
     it a ``runtime="tflm"`` fit falls back to the cards' convention and says so.
     """
     t0 = time.perf_counter()
-    n = len(graph.ops)
-    base_order = list(range(n))
+    base_order = list(range(len(graph.ops)))
+    p = _plans(graph, base_order, search_order)
+    best = p.best
+    latency_board = board or _boards.find_board(REFERENCE_BOARD)
+    flash = graph.weights_bytes + graph.quant_params_bytes
+    note = None
+    if runtime == "tflm" and tflm_arena is None:
+        note = (f"TFLM runs .tflite models only: the fits of this .{graph.format} model use the cards' convention "
+                "(activation arena, runtime RAM apart)")
+        runtime = "cards"
+    fit_arena = tflm_arena.arena_bytes if runtime == "tflm" and tflm_arena is not None else best.arena
+    fits = _board_fits(graph, board, fit_arena, flash, runtime)
+    return Analysis(
+        model=graph.path,
+        format=graph.format,
+        params=int(graph.params),
+        macs=int(graph.macs),
+        weights_bytes=int(graph.weights_bytes),
+        quant_params_bytes=int(graph.quant_params_bytes),
+        flash_bytes=int(flash),
+        activation_bytes=int(best.arena),
+        activation_baseline_bytes=int(p.baseline.arena),
+        activation_lower_bound_bytes=int(p.lower_bound),
+        activation_lower_bound_best_order_bytes=int(p.lower_bound_best_order),
+        input_bytes=int(sum(graph.tensors[t].nbytes for t in graph.inputs)),
+        output_bytes=int(sum(graph.tensors[t].nbytes for t in graph.outputs)),
+        planner=best.method,
+        reordered=best.order != base_order,
+        execution_order=list(best.order),
+        layers=_layer_rows(graph, best, latency_board),
+        boards=fits,
+        fits_on=[name for name, f in fits.items() if f["fits"]],
+        target=fits[board.name] if board else None,
+        latency_board=latency_board.name,
+        host_latency_ms=None,
+        host_runtime=None,
+        host_runs=0,
+        analysis_time_s=round(time.perf_counter() - t0, 3),
+        memory_plan=_plan_rows(best),
+        runtime=runtime,
+        runtime_note=note,
+        tflm_arena_bytes=None if tflm_arena is None else int(tflm_arena.arena_bytes),
+        tflm_arena=None if tflm_arena is None else tflm_arena.to_json(),
+        plan=best,
+    )
+
+
+@dataclass
+class _Plans:
+    """The arena plans of a graph: TFLM's greedy ``baseline`` on the model's order, the ``best`` plan (ours,
+    or the baseline where ours is not smaller), the ``lower_bound`` of the best plan's order and the lowest
+    lower bound of all the orders tried (``lower_bound_best_order``)."""
+
+    baseline: _planner.Plan
+    best: _planner.Plan
+    lower_bound: int
+    lower_bound_best_order: int
+
+
+def _plans(graph: Graph, base_order: list[int], search_order: bool) -> _Plans:
+    """Plan the model's order and, with ``search_order``, the orders :func:`.planner.search_orders` finds."""
     base_buffers = _planner.lifetimes(graph, base_order, alias_reshapes=False)
     baseline = _planner.tflm_greedy(base_buffers)
     baseline.order = base_order
-
     orders = _planner.search_orders(graph) if search_order else [(0, base_order)]
     if all(o != base_order for _, o in orders):
         orders.append((0, base_order))
@@ -168,12 +226,13 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
     assert best is not None and best_lb is not None and lb_best_order is not None  # orders holds base_order
     if baseline.arena < best.arena:  # ours never does worse than the baseline
         best, best_lb = baseline, _planner.lower_bound(base_buffers)
-    lb_best_order = min(lb_best_order, best_lb)
+    return _Plans(baseline, best, best_lb, min(lb_best_order, best_lb))
 
-    # per-layer rows (model order), with the live bytes at each op in the chosen order
+
+def _layer_rows(graph: Graph, best: _planner.Plan, latency_board: _boards.Board) -> list[dict]:
+    """One row per operator (model order), with the live bytes at that operator in the chosen order."""
     pos = {op_i: p for p, op_i in enumerate(best.order)}
     live = _planner.live_bytes_per_op(best.buffers)
-    latency_board = board or _boards.find_board(REFERENCE_BOARD)
     layers = []
     for op in graph.ops:
         outs = [t for t in op.outputs if t in graph.tensors and not graph.tensors[t].const]
@@ -190,57 +249,25 @@ def analyze_graph(graph: Graph, board: _boards.Board | None = None, search_order
             "live_bytes": int(live[pos[op.index]]) if pos[op.index] < len(live) else 0,
             "latency_ms_estimate": round(_boards.layer_cycles(graph, op, latency_board.core) / (latency_board.mhz * 1e3), 4),
         })
+    return layers
 
+
+def _board_fits(graph: Graph, board: _boards.Board | None, fit_arena: int, flash: int, runtime: str) -> dict[str, dict]:
+    """The fit on every known board, and on ``board`` when it is a custom one."""
     features = _boards.latency_features(graph)
-    flash = graph.weights_bytes + graph.quant_params_bytes
-    note = None
-    if runtime == "tflm" and tflm_arena is None:
-        note = (f"TFLM runs .tflite models only: the fits of this .{graph.format} model use the cards' convention "
-                "(activation arena, runtime RAM apart)")
-        runtime = "cards"
-    fit_arena = tflm_arena.arena_bytes if runtime == "tflm" and tflm_arena is not None else best.arena
     board_list = list(_boards.BOARDS)
     if board is not None and board not in board_list:
         board_list.append(board)
-    fits = {b.name: _boards.board_fit(b, fit_arena, flash, features, runtime=runtime) for b in board_list}
-    plan_rows = [
+    return {b.name: _boards.board_fit(b, fit_arena, flash, features, runtime=runtime) for b in board_list}
+
+
+def _plan_rows(best: _planner.Plan) -> list[dict]:
+    """The memory plan as JSON rows: each buffer with its tensors, size, offset and lifetime."""
+    return [
         {"buffer": b.name, "tensors": list(b.tensors), "size": b.size, "offset": o, "first_op": best.order[b.first] if b.first < len(best.order) else b.first,
          "first": b.first, "last": b.last}
         for b, o in zip(best.buffers, best.offsets)
     ]
-    return Analysis(
-        model=graph.path,
-        format=graph.format,
-        params=int(graph.params),
-        macs=int(graph.macs),
-        weights_bytes=int(graph.weights_bytes),
-        quant_params_bytes=int(graph.quant_params_bytes),
-        flash_bytes=int(flash),
-        activation_bytes=int(best.arena),
-        activation_baseline_bytes=int(baseline.arena),
-        activation_lower_bound_bytes=int(best_lb),
-        activation_lower_bound_best_order_bytes=int(lb_best_order),
-        input_bytes=int(sum(graph.tensors[t].nbytes for t in graph.inputs)),
-        output_bytes=int(sum(graph.tensors[t].nbytes for t in graph.outputs)),
-        planner=best.method,
-        reordered=best.order != base_order,
-        execution_order=list(best.order),
-        layers=layers,
-        boards=fits,
-        fits_on=[name for name, f in fits.items() if f["fits"]],
-        target=fits[board.name] if board else None,
-        latency_board=latency_board.name,
-        host_latency_ms=None,
-        host_runtime=None,
-        host_runs=0,
-        analysis_time_s=round(time.perf_counter() - t0, 3),
-        memory_plan=plan_rows,
-        runtime=runtime,
-        runtime_note=note,
-        tflm_arena_bytes=None if tflm_arena is None else int(tflm_arena.arena_bytes),
-        tflm_arena=None if tflm_arena is None else tflm_arena.to_json(),
-        plan=best,
-    )
 
 
 def host_machine() -> dict:

@@ -95,52 +95,16 @@ def lifetimes(graph, order=None, *, alias_reshapes: bool = False, alignment: int
     tensor-id order (TFLM adds them so). Tensors merged by aliasing share one
     buffer (the union of their lifetimes, the largest size).
     """
-    ops = graph.ops
-    order = list(range(len(ops))) if order is None else list(order)
-    pos = {op_i: p for p, op_i in enumerate(order)}
-    n = len(order)
+    order = list(range(len(graph.ops))) if order is None else list(order)
     const = {t for t, tt in graph.tensors.items() if tt.const}
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for t in graph.inputs:
-        first[t] = 0
-        last[t] = 0
-    for p, op_i in enumerate(order):
-        op = ops[op_i]
-        for t in (*op.outputs, *op.inputs):
-            if t not in const:
-                first.setdefault(t, p)
-                last[t] = max(last.get(t, p), p)
-    for t in graph.outputs:
-        if t in first:
-            last[t] = n - 1
+    first, last = _live_ranges(graph, order, const)
     size = {t: graph.tensors[t].nbytes for t in first}
-
-    # union-find over tensors that share memory
-    parent = {t: t for t in first}
-
-    def find(t):
-        while parent[t] != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
-
-    protected = set(graph.inputs) | set(graph.outputs)
+    parent = {t: t for t in first}  # union-find over tensors that share memory
     if alias_reshapes:
-        for op_i in order:
-            op = ops[op_i]
-            acts = [t for t in op.inputs if t not in const]
-            outs = [t for t in op.outputs if t not in const]
-            if op.kind != "reshape" or len(acts) != 1 or len(outs) != 1:
-                continue
-            src, out = acts[0], outs[0]
-            if src in protected or out in protected or size[src] != size[out] or last[src] != pos[op_i]:
-                continue
-            parent[find(out)] = find(src)  # the output is the input, seen with another shape
-
+        _alias_reshapes(graph, order, const, size, last, parent)
     groups: dict[int, list[int]] = {}
     for t in sorted(first):
-        groups.setdefault(find(t), []).append(t)
+        groups.setdefault(_find(parent, t), []).append(t)
     buffers = []
     for root in sorted(groups):
         ts = groups[root]
@@ -149,6 +113,56 @@ def lifetimes(graph, order=None, *, alias_reshapes: bool = False, alignment: int
             f, l_ = min(first[t] for t in ts), max(last[t] for t in ts)
             buffers.append(Buffer(graph.tensors[ts[0]].name, _align(sz, alignment), f, l_, tuple(ts)))
     return buffers
+
+
+def _live_ranges(graph, order: list[int], const: set[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """(first, last): the positions in ``order`` where each activation is first and last used.
+
+    The graph's inputs are live from position 0, its outputs until the last position.
+    """
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for t in graph.inputs:
+        first[t] = 0
+        last[t] = 0
+    for p, op_i in enumerate(order):
+        op = graph.ops[op_i]
+        for t in (*op.outputs, *op.inputs):
+            if t not in const:
+                first.setdefault(t, p)
+                last[t] = max(last.get(t, p), p)
+    for t in graph.outputs:
+        if t in first:
+            last[t] = len(order) - 1
+    return first, last
+
+
+def _find(parent: dict[int, int], t: int) -> int:
+    """The representative of ``t``'s set in the union-find ``parent`` (halving the path on the way)."""
+    while parent[t] != t:
+        parent[t] = parent[parent[t]]
+        t = parent[t]
+    return t
+
+
+def _alias_reshapes(graph, order: list[int], const: set[int], size: dict[int, int], last: dict[int, int],
+                    parent: dict[int, int]) -> None:
+    """Merge into ``parent`` each reshape's output with its input, where the reshape may run in place.
+
+    It may when the input dies at the reshape, both have the same size and neither is a graph input or output.
+    """
+    pos = {op_i: p for p, op_i in enumerate(order)}
+    protected = set(graph.inputs) | set(graph.outputs)
+    for op_i in order:
+        op = graph.ops[op_i]
+        acts = [t for t in op.inputs if t not in const]
+        outs = [t for t in op.outputs if t not in const]
+        if op.kind != "reshape" or len(acts) != 1 or len(outs) != 1:
+            continue
+        src, out = acts[0], outs[0]
+        if src in protected or out in protected or size[src] != size[out] or last[src] != pos[op_i]:
+            continue
+        parent[_find(parent, out)] = _find(parent, src)  # the output is the input, seen with another shape
 
 
 # -- lower bound --------------------------------------------------------------------------
@@ -339,55 +353,91 @@ def search_orders(graph, *, beam: int = 64, alignment: int = ALIGNMENT) -> list[
     operator sets) while the number of distinct frontiers stays within the beam,
     as in graphs made of fire modules, SE blocks and residual branches.
     """
-    ops = graph.ops
-    n = len(ops)
-    const = {t for t, tt in graph.tensors.items() if tt.const}
-    size = {t: _align(tt.nbytes, alignment) for t, tt in graph.tensors.items() if not tt.const}
-    outputs, inputs = set(graph.outputs), set(graph.inputs)
-    producer = {t: op.index for op in ops for t in op.outputs}
-    cons_mask: dict[int, int] = {}
-    for op in ops:
-        for t in set(op.inputs):
-            if t not in const:
-                cons_mask[t] = cons_mask.get(t, 0) | (1 << op.index)
-    pred = [0] * n
-    succ: list[set[int]] = [set() for _ in range(n)]
-    for op in ops:
-        for t in op.inputs:
-            p = producer.get(t)
-            if p is not None and p != op.index:
-                pred[op.index] |= 1 << p
-                succ[p].add(op.index)
-    op_in = [[t for t in dict.fromkeys(op.inputs) if t not in const] for op in ops]
-    op_out = [[t for t in dict.fromkeys(op.outputs) if t not in const and t not in inputs] for op in ops]
+    n = len(graph.ops)
 
     def peak_of(order):
         return lower_bound(lifetimes(graph, order, alias_reshapes=False, alignment=alignment))
 
     base_order = list(range(n))
     results = {tuple(base_order): peak_of(base_order)}
-    if _branching(pred, n):
-        live0 = sum(size[t] for t in inputs if t in size)
-        ready0 = frozenset(o for o in range(n) if pred[o] == 0)
-        states = {0: (0, live0, (), ready0)}
-        for _ in range(n):
-            nxt: dict[int, tuple] = {}
-            for mask, (peak, live, order, ready) in states.items():
-                for o in ready:
-                    new_mask = mask | (1 << o)
-                    outs = sum(size[t] for t in op_out[o])
-                    freed = sum(size[t] for t in op_in[o] if t not in outputs and not cons_mask.get(t, 0) & ~new_mask)
-                    freed += sum(size[t] for t in op_out[o] if t not in outputs and t not in cons_mask)
-                    key = (max(peak, live + outs), live + outs - freed)
-                    old = nxt.get(new_mask)
-                    if old is None or key < old[:2]:
-                        new_ready = (ready - {o}) | {s for s in succ[o] if not pred[s] & ~new_mask}
-                        nxt[new_mask] = (*key, order + (o,), frozenset(new_ready))
-            states = dict(sorted(nxt.items(), key=lambda kv: kv[1][:2])[:beam])
-        for peak, _, order, _ in states.values():
+    g = _OrderGraph.of(graph, alignment)
+    if _branching(g.pred, n):
+        for order in _beam_search(g, beam):
             results.setdefault(tuple(order), peak_of(list(order)))
     ranked = sorted(results.items(), key=lambda kv: (kv[1], kv[0] != tuple(base_order)))
     return [(peak, list(order)) for order, peak in ranked]
+
+
+@dataclass
+class _OrderGraph:
+    """What the order search needs of a graph, per operator index: the operators it waits for (``pred``,
+    a bit mask) and that wait for it (``succ``), the activations it reads (``op_in``) and writes (``op_out``);
+    per activation, its aligned ``size`` and the operators that read it (``cons_mask``, a bit mask)."""
+
+    size: dict[int, int]
+    inputs: set[int]
+    outputs: set[int]
+    cons_mask: dict[int, int]
+    pred: list[int]
+    succ: list[set[int]]
+    op_in: list[list[int]]
+    op_out: list[list[int]]
+
+    @classmethod
+    def of(cls, graph, alignment: int) -> "_OrderGraph":
+        ops = graph.ops
+        const = {t for t, tt in graph.tensors.items() if tt.const}
+        size = {t: _align(tt.nbytes, alignment) for t, tt in graph.tensors.items() if not tt.const}
+        inputs = set(graph.inputs)
+        producer = {t: op.index for op in ops for t in op.outputs}
+        cons_mask: dict[int, int] = {}
+        for op in ops:
+            for t in set(op.inputs):
+                if t not in const:
+                    cons_mask[t] = cons_mask.get(t, 0) | (1 << op.index)
+        pred = [0] * len(ops)
+        succ: list[set[int]] = [set() for _ in ops]
+        for op in ops:
+            for t in op.inputs:
+                p = producer.get(t)
+                if p is not None and p != op.index:
+                    pred[op.index] |= 1 << p
+                    succ[p].add(op.index)
+        op_in = [[t for t in dict.fromkeys(op.inputs) if t not in const] for op in ops]
+        op_out = [[t for t in dict.fromkeys(op.outputs) if t not in const and t not in inputs] for op in ops]
+        return cls(size, inputs, set(graph.outputs), cons_mask, pred, succ, op_in, op_out)
+
+
+def _beam_search(g: _OrderGraph, beam: int) -> list[tuple[int, ...]]:
+    """The complete orders left in the beam (see :func:`search_orders`), one per surviving state."""
+    n = len(g.pred)
+    live0 = sum(g.size[t] for t in g.inputs if t in g.size)
+    ready0 = frozenset(o for o in range(n) if g.pred[o] == 0)
+    states = {0: (0, live0, (), ready0)}  # mask of the operators run -> (peak, live bytes, order, ready)
+    for _ in range(n):
+        nxt: dict[int, tuple] = {}
+        for mask, (peak, live, order, ready) in states.items():
+            for o in ready:
+                new_mask = mask | (1 << o)
+                key = _step_key(g, o, new_mask, peak, live)
+                old = nxt.get(new_mask)
+                if old is None or key < old[:2]:
+                    new_ready = (ready - {o}) | {s for s in g.succ[o] if not g.pred[s] & ~new_mask}
+                    nxt[new_mask] = (*key, order + (o,), frozenset(new_ready))
+        states = dict(sorted(nxt.items(), key=lambda kv: kv[1][:2])[:beam])
+    return [order for _, _, order, _ in states.values()]
+
+
+def _step_key(g: _OrderGraph, o: int, new_mask: int, peak: int, live: int) -> tuple[int, int]:
+    """(peak, live bytes) after running operator ``o``, which makes the run set ``new_mask``.
+
+    Its outputs come alive on top of what is live; then its inputs that no operator left to run reads, and its
+    outputs that nothing reads, are freed (the graph's outputs stay).
+    """
+    outs = sum(g.size[t] for t in g.op_out[o])
+    freed = sum(g.size[t] for t in g.op_in[o] if t not in g.outputs and not g.cons_mask.get(t, 0) & ~new_mask)
+    freed += sum(g.size[t] for t in g.op_out[o] if t not in g.outputs and t not in g.cons_mask)
+    return (max(peak, live + outs), live + outs - freed)
 
 
 def _branching(pred: list[int], n: int) -> bool:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import McuzooError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["kib", "render", "plot_timeline"]
 
@@ -23,10 +27,32 @@ def _count(n: int) -> str:
 
 def render(analysis, console) -> None:
     """Print the per-layer table, the totals and the board fits of ``analysis`` on a rich console."""
+    a = analysis
+    console.print(_layer_table(a))
+    _print_totals(a, console)
+    console.print(_board_table(a))
+    for n, f in a.boards.items():
+        if f.get("note"):
+            console.print(f"[yellow]*[/] {n}: {f['note']}")
+    if a.target:
+        t = a.target
+        verdict = "[green]fits[/]" if t["fits"] else "[red]does not fit[/]"
+        console.print(
+            f"[bold]{t['board']}[/]: {verdict} -- RAM headroom {kib(t['ram_headroom_bytes'])} in {t['ram_region']}, "
+            f"flash headroom "
+            f"{'no limit' if t['flash_headroom_bytes'] is None else kib(t['flash_headroom_bytes'])}, "
+            f"~{t['latency_ms_estimate']:.2f} ms estimated"
+        )
+    console.print("fits on: " + (", ".join(a.fits_on) if a.fits_on else "none of the known boards"))
+    if a.plot_path:
+        console.print(f"memory timeline: {a.plot_path}")
+
+
+def _layer_table(a) -> Table:
+    """The per-layer table: shape, parameters, MACs, bytes and the latency estimate of every operator."""
     from rich.console import JustifyMethod
     from rich.table import Table
 
-    a = analysis
     table = Table(title=f"{Path(a.model).name} ({a.format}, {len(a.layers)} layers)", title_justify="left")
     just: JustifyMethod
     for col, just in (
@@ -55,8 +81,11 @@ def render(analysis, console) -> None:
             kib(row["live_bytes"]),
             f"{row['latency_ms_estimate']:.3f}",
         )
-    console.print(table)
+    return table
 
+
+def _print_totals(a, console) -> None:
+    """The totals: counts and flash, the activation RAM of each planner, TFLM's arena, the host latency."""
     console.print(
         f"[bold]totals[/]: {a.params:,} parameters, {a.macs:,} MACs, weights flash {kib(a.weights_bytes)} "
         f"(+ {kib(a.quant_params_bytes)} quantization parameters = {kib(a.flash_bytes)})"
@@ -89,6 +118,11 @@ def render(analysis, console) -> None:
     if a.host_latency_ms is not None:
         console.print(f"host latency ({a.host_runtime}, batch 1, median of {a.host_runs} runs): {a.host_latency_ms:.3f} ms")
 
+
+def _board_table(a) -> Table:
+    """The boards table: fit, RAM region, headroom and latency estimate on every board."""
+    from rich.table import Table
+
     boards = Table(title="boards", title_justify="left")
     for col in ("board", "core", "fits", "RAM region", "RAM headroom", "flash headroom", "latency (est.)"):
         boards.add_column(col, justify="left" if col in ("board", "core", "fits", "RAM region") else "right")
@@ -102,22 +136,7 @@ def render(analysis, console) -> None:
             f"{fit['ram_region']} ({kib(fit['ram_region_bytes'])})", kib(fit["ram_headroom_bytes"]),
             "no limit" if fit["flash_headroom_bytes"] is None else kib(fit["flash_headroom_bytes"]), lat,
         )
-    console.print(boards)
-    for n, f in a.boards.items():
-        if f.get("note"):
-            console.print(f"[yellow]*[/] {n}: {f['note']}")
-    if a.target:
-        t = a.target
-        verdict = "[green]fits[/]" if t["fits"] else "[red]does not fit[/]"
-        console.print(
-            f"[bold]{t['board']}[/]: {verdict} -- RAM headroom {kib(t['ram_headroom_bytes'])} in {t['ram_region']}, "
-            f"flash headroom "
-            f"{'no limit' if t['flash_headroom_bytes'] is None else kib(t['flash_headroom_bytes'])}, "
-            f"~{t['latency_ms_estimate']:.2f} ms estimated"
-        )
-    console.print("fits on: " + (", ".join(a.fits_on) if a.fits_on else "none of the known boards"))
-    if a.plot_path:
-        console.print(f"memory timeline: {a.plot_path}")
+    return boards
 
 
 def plot_timeline(plan, path: str | Path, title: str = "", baseline_bytes: int | None = None, lower_bound_bytes: int | None = None) -> Path:

@@ -198,155 +198,23 @@ def tflm_arena_bytes(tflite_path_or_bytes) -> int:
 
 
 def _arena(data: bytes, name: str) -> TflmArena:
-    import numpy as np
-
+    """The model of TFLM's allocator, step by step in TFLM's order (see the module docstring)."""
     model, opnames = _read_model(data, name)
-    st = STRUCTS
     sg = model.Subgraphs(0)
-    n_sub = model.SubgraphsLength()
-    n_t = sg.TensorsLength()
-    n_ops = sg.OperatorsLength()
-
-    tensors = [sg.Tensors(i) for i in range(n_t)]
-
-    def const(i: int) -> bool:
-        b = model.Buffers(tensors[i].Buffer())
-        return b is not None and (b.DataLength() > 0 or b.Offset() > 1)
-
-    def nbytes(i: int) -> int:
-        t = tensors[i]
-        shape = t.ShapeAsNumpy() if t.ShapeLength() else np.zeros(0, dtype=np.int32)
-        elems = int(np.prod(shape)) if len(shape) else 1
-        ty = t.Type()
-        if ty in (17, 18):  # INT4 / UINT4: packed
-            return (elems + 1) // 2
-        return elems * _DTYPE_BYTES.get(ty, 4)
-
-    def qchannels(i: int) -> int:
-        q = tensors[i].Quantization()
-        if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
-            return 0
-        return q.ScaleLength()
-
-    def shape(i: int) -> list[int]:
-        t = tensors[i]
-        return [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []
-
-    # -- operators -------------------------------------------------------------------------
-    ops = []
-    unknown: list[str] = []
-    for k in range(n_ops):
-        op = sg.Operators(k)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        opname = opnames.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-        ins = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
-        outs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        kern = KERNELS.get(opname)
-        if kern is None:
-            unknown.append(opname)
-            kern = UNKNOWN_KERNEL
-        ops.append((opname, ins, outs, kern))
-
-    # -- kernel allocations (Init: OpData; Prepare: per-channel arrays and scratch requests) -
-    init_allocs: list[int] = []
-    prepare_allocs: list[list[int]] = []
-    scratch: list[tuple[int, int]] = []  # (op index, bytes)
-    prepare_temp: list[int] = []  # temp TfLiteTensor bytes per op (head, during Prepare)
-    for k, (opname, ins, outs, kern) in enumerate(ops):
-        if kern.opdata:
-            init_allocs.append(kern.opdata)
-        per_op: list[int] = []
-        channels = 0
-        if kern.per_channel and len(ins) > 1 and ins[1] >= 0:
-            fshape = shape(ins[1])
-            if opname == "DEPTHWISE_CONV_2D":
-                channels = fshape[-1] if fshape else 0
-            elif outs:
-                oshape = shape(outs[0])
-                channels = oshape[-1] if oshape else 0
-            if kern.per_channel == "if_per_channel" and qchannels(ins[1]) <= 1:
-                channels = 0
-        if channels:
-            per_op += [4 * channels, 4 * channels]
-        if opname == "FULLY_CONNECTED" and (len(ins) < 3 or ins[2] < 0):
-            per_op.append(16)  # measured: a fully connected layer without bias allocates 16 bytes more
-        prepare_allocs.append(per_op)
-        if kern.scratch == "reduce" and outs:
-            out_elems = max(1, int(np.prod(shape(outs[0])) if shape(outs[0]) else 1))
-            # reduce_common.cc: the int32 sums, then PrepareSimple's index and resolved-axis arrays
-            rank = len(shape(ins[0])) if ins and ins[0] >= 0 else 4
-            n_axis = max(1, int(np.prod(shape(ins[1])))) if len(ins) > 1 and ins[1] >= 0 and shape(ins[1]) else 1
-            scratch += [(k, 4 * out_elems), (k, 4 * rank), (k, 4 * n_axis)]
-        temp = 0
-        # reduce_common.cc: PrepareMeanOrSumHelper holds its temporaries while PrepareSimple takes them again
-        for t in ([*ins, *outs] * (2 if kern.scratch == "reduce" else 1)) if kern.temps else []:
-            if t < 0:
-                continue
-            temp = _align_up(temp + st["TfLiteTensor"], 8)
-            c = qchannels(t)
-            if c:
-                temp = _align_up(temp + st["TfLiteAffineQuantization"], 8)
-                temp = _align_up(temp + 4 + 4 * c, 4)
-        prepare_temp.append(temp)
-
-    # -- the tail, in TFLM's order ---------------------------------------------------------
+    tensors = _Tensors(model, sg)
+    ops, unknown = _operators(model, sg, opnames)
+    kernels = _kernel_allocations(ops, tensors)
     tail = _Tail()
-    tail.used = st["allocator_objects"]
+    tail.used = STRUCTS["allocator_objects"]
     fixed = tail.used
-    eval_b = tail.alloc(st["TfLiteEvalTensor"] * n_t, 8)
-    for s_i in range(1, n_sub):  # further subgraphs: their eval tensors and nodes (not planned here)
-        sub = model.Subgraphs(s_i)
-        eval_b += tail.alloc(st["TfLiteEvalTensor"] * sub.TensorsLength(), 8)
-    node_b = tail.alloc(st["NodeAndRegistration"] * n_ops, 8)
-    builtin_b = 0
-    for _, _, _, kern in ops:
-        size, align = kern.builtin
-        if size:
-            builtin_b += tail.alloc(size, align)
-    kernel_b = 0
-    for size in init_allocs:
-        kernel_b += tail.alloc(size, ALIGN)
-    prepare_peak = 0
-    n_scratch_so_far = 0
-    head_req = st["ScratchBufferRequest"] * st["max_scratch_buffers_per_op"]
-    for k, allocs in enumerate(prepare_allocs):
-        for size in allocs:
-            kernel_b += tail.alloc(size, ALIGN)
-        n_scratch_so_far += sum(1 for o, _ in scratch if o == k)
-        head = _align_up(head_req, ALIGN) + prepare_temp[k]
-        prepare_peak = max(prepare_peak, tail.used + head)
-        head_req = st["ScratchBufferRequest"] * (n_scratch_so_far + st["max_scratch_buffers_per_op"])
-    if scratch:
-        tail.alloc(st["ScratchBufferHandle"] * len(scratch), 8)
-
-    # -- the plan (head) -------------------------------------------------------------------
-    buffers = _tflm_buffers(sg, n_t, ops, const, nbytes, scratch)
-    offline = offline_memory_plan(data)  # `mcuzoo export --offline-plan`: TFLM keeps those tensors there
-    offline_fixed = None
-    if offline is not None:
-        if len(offline) != sum(model.Subgraphs(s).TensorsLength() for s in range(n_sub)):
-            raise ModelFileError(f"{name}: its OfflineMemoryAllocation metadata does not have one offset per tensor")
-        offline_fixed = [offline[b.tensors[0]] if b.tensors else -1 for b in buffers]
-    plan = _planner.tflm_greedy(buffers, offline_fixed)
-    planned = plan.arena
-    # while planning: request array, then temps: subgraph offsets, AllocationInfo, planner scratch
-    head = _align_up(st["ScratchBufferRequest"] * (len(scratch) + st["max_scratch_buffers_per_op"]), 8)
-    head = _align_up(head + 8 * n_sub, 8)
-    head = _align_up(head + st["AllocationInfo"] * (n_t + len(scratch)), 8)
-    head = _align_up(head, ALIGN) + st["planner_per_buffer"] * len(buffers)
-    planning_peak = tail.used + _align_up(head, 8) + st["planning_slack"]
-
-    # -- after the plan: the interpreter's input/output tensors ----------------------------
-    before_io = tail.used
-    for ids in (_vec(sg.InputsAsNumpy, sg.InputsLength), _vec(sg.OutputsAsNumpy, sg.OutputsLength)):
-        tail.alloc(st["pointer"] * len(ids), ALIGN)
-        for t in ids:
-            tail.alloc(st["TfLiteTensor"], 8)
-            c = qchannels(t)
-            if c:
-                tail.alloc(st["TfLiteAffineQuantization"], 8)
-                tail.alloc(4 + 4 * c, 4)
-    io_b = tail.used - before_io
+    eval_b, node_b, builtin_b = _interpreter_structs(tail, model, ops)
+    kernel_b, prepare_peak = _kernel_persistent(tail, kernels)
+    if kernels.scratch:
+        tail.alloc(STRUCTS["ScratchBufferHandle"] * len(kernels.scratch), 8)
+    buffers, planned = _head_plan(data, name, model, sg, ops, tensors, kernels.scratch)
+    planning_peak = tail.used + _planning_head(len(kernels.scratch), model.SubgraphsLength(), len(tensors.all),
+                                               len(buffers))
+    io_b = _io_tensors(tail, sg, tensors)
     final = _align_up(planned, ALIGN) + tail.used
 
     candidates = {"final": final, "planning": planning_peak, "prepare": prepare_peak}
@@ -360,15 +228,213 @@ def _arena(data: bytes, name: str) -> TflmArena:
         builtin_data_bytes=int(builtin_b),
         kernel_persistent_bytes=int(kernel_b),
         io_tensor_bytes=int(io_b),
-        scratch_bytes=int(sum(_align_up(b, ALIGN) for _, b in scratch)),
+        scratch_bytes=int(sum(_align_up(b, ALIGN) for _, b in kernels.scratch)),
         fixed_bytes=int(fixed),
         planning_peak_bytes=int(planning_peak),
         prepare_peak_bytes=int(prepare_peak),
         binding=binding,
-        tensors=n_t,
-        operators=n_ops,
+        tensors=len(tensors.all),
+        operators=len(ops),
         unknown_ops=sorted(set(unknown)),
     )
+
+
+class _Tensors:
+    """The tensors of subgraph 0, read as TFLM's allocator reads them (by tensor index)."""
+
+    def __init__(self, model, sg) -> None:
+        self.model = model
+        self.all = [sg.Tensors(i) for i in range(sg.TensorsLength())]
+
+    def const(self, i: int) -> bool:
+        """True when the tensor has data in the file (a weight, a bias, a shape constant)."""
+        b = self.model.Buffers(self.all[i].Buffer())
+        return b is not None and (b.DataLength() > 0 or b.Offset() > 1)
+
+    def nbytes(self, i: int) -> int:
+        import numpy as np
+
+        t = self.all[i]
+        shape = t.ShapeAsNumpy() if t.ShapeLength() else np.zeros(0, dtype=np.int32)
+        elems = int(np.prod(shape)) if len(shape) else 1
+        ty = t.Type()
+        if ty in (17, 18):  # INT4 / UINT4: packed
+            return (elems + 1) // 2
+        return elems * _DTYPE_BYTES.get(ty, 4)
+
+    def qchannels(self, i: int) -> int:
+        """Its quantization channels (scale and zero point pairs), 0 when it is not quantized."""
+        q = self.all[i].Quantization()
+        if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
+            return 0
+        return q.ScaleLength()
+
+    def shape(self, i: int) -> list[int]:
+        t = self.all[i]
+        return [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []
+
+
+def _operators(model, sg, opnames: dict) -> tuple[list[tuple[str, list[int], list[int], Kernel]], list[str]]:
+    """(name, inputs, outputs, kernel) of every operator of subgraph 0, and the names without a known kernel."""
+    ops = []
+    unknown: list[str] = []
+    for k in range(sg.OperatorsLength()):
+        op = sg.Operators(k)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        opname = opnames.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        ins = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        kern = KERNELS.get(opname)
+        if kern is None:
+            unknown.append(opname)
+            kern = UNKNOWN_KERNEL
+        ops.append((opname, ins, outs, kern))
+    return ops, unknown
+
+
+@dataclass
+class _KernelAllocations:
+    """What the kernels ask for: ``Init``'s OpData (tail), per operator ``Prepare``'s persistent arrays (tail),
+    the scratch buffers as (op index, bytes) (head, planned) and the temporary TfLiteTensors' bytes (head)."""
+
+    init: list[int] = field(default_factory=list)
+    prepare: list[list[int]] = field(default_factory=list)
+    scratch: list[tuple[int, int]] = field(default_factory=list)
+    temps: list[int] = field(default_factory=list)
+
+
+def _kernel_allocations(ops, tensors: _Tensors) -> _KernelAllocations:
+    """The allocations of every operator's kernel, in operator order."""
+    out = _KernelAllocations()
+    for k, (opname, ins, outs, kern) in enumerate(ops):
+        if kern.opdata:
+            out.init.append(kern.opdata)
+        out.prepare.append(_prepare_arrays(opname, ins, outs, kern, tensors))
+        if kern.scratch == "reduce" and outs:
+            out.scratch += [(k, size) for size in _reduce_scratch(ins, outs, tensors)]
+        out.temps.append(_prepare_temps(ins, outs, kern, tensors))
+    return out
+
+
+def _prepare_arrays(opname: str, ins: list[int], outs: list[int], kern: Kernel, tensors: _Tensors) -> list[int]:
+    """Bytes of the persistent arrays a kernel's ``Prepare`` allocates: per-channel multiplier and shift."""
+    per_op: list[int] = []
+    channels = 0
+    if kern.per_channel and len(ins) > 1 and ins[1] >= 0:
+        fshape = tensors.shape(ins[1])
+        if opname == "DEPTHWISE_CONV_2D":
+            channels = fshape[-1] if fshape else 0
+        elif outs:
+            oshape = tensors.shape(outs[0])
+            channels = oshape[-1] if oshape else 0
+        if kern.per_channel == "if_per_channel" and tensors.qchannels(ins[1]) <= 1:
+            channels = 0
+    if channels:
+        per_op += [4 * channels, 4 * channels]
+    if opname == "FULLY_CONNECTED" and (len(ins) < 3 or ins[2] < 0):
+        per_op.append(16)  # measured: a fully connected layer without bias allocates 16 bytes more
+    return per_op
+
+
+def _reduce_scratch(ins: list[int], outs: list[int], tensors: _Tensors) -> list[int]:
+    """reduce_common.cc's scratch buffers: the int32 sums, then PrepareSimple's index and resolved-axis arrays."""
+    import numpy as np
+
+    shape = tensors.shape
+    out_elems = max(1, int(np.prod(shape(outs[0])) if shape(outs[0]) else 1))
+    rank = len(shape(ins[0])) if ins and ins[0] >= 0 else 4
+    n_axis = max(1, int(np.prod(shape(ins[1])))) if len(ins) > 1 and ins[1] >= 0 and shape(ins[1]) else 1
+    return [4 * out_elems, 4 * rank, 4 * n_axis]
+
+
+def _prepare_temps(ins: list[int], outs: list[int], kern: Kernel, tensors: _Tensors) -> int:
+    """Head bytes of the temporary TfLiteTensor structs (with their quantization) a kernel's Prepare holds."""
+    temp = 0
+    # reduce_common.cc: PrepareMeanOrSumHelper holds its temporaries while PrepareSimple takes them again
+    for t in ([*ins, *outs] * (2 if kern.scratch == "reduce" else 1)) if kern.temps else []:
+        if t < 0:
+            continue
+        temp = _align_up(temp + STRUCTS["TfLiteTensor"], 8)
+        c = tensors.qchannels(t)
+        if c:
+            temp = _align_up(temp + STRUCTS["TfLiteAffineQuantization"], 8)
+            temp = _align_up(temp + 4 + 4 * c, 4)
+    return temp
+
+
+def _interpreter_structs(tail: _Tail, model, ops) -> tuple[int, int, int]:
+    """Allocate the eval tensors of every subgraph, the nodes and the builtin options in ``tail``; their bytes."""
+    eval_b = 0
+    for s_i in range(model.SubgraphsLength()):  # every subgraph's eval tensors (only subgraph 0 is planned)
+        eval_b += tail.alloc(STRUCTS["TfLiteEvalTensor"] * model.Subgraphs(s_i).TensorsLength(), 8)
+    node_b = tail.alloc(STRUCTS["NodeAndRegistration"] * len(ops), 8)
+    builtin_b = 0
+    for _, _, _, kern in ops:
+        size, align = kern.builtin
+        if size:
+            builtin_b += tail.alloc(size, align)
+    return eval_b, node_b, builtin_b
+
+
+def _kernel_persistent(tail: _Tail, kernels: _KernelAllocations) -> tuple[int, int]:
+    """Allocate the kernels' OpData, then each operator's Prepare arrays, in ``tail``.
+
+    Returns their bytes and the peak of tail + head while the kernels are prepared: the head then holds the
+    scratch-buffer requests made so far (room for 12 more) and the operator's temporary tensors.
+    """
+    kernel_b = 0
+    for size in kernels.init:
+        kernel_b += tail.alloc(size, ALIGN)
+    prepare_peak = 0
+    n_scratch_so_far = 0
+    head_req = STRUCTS["ScratchBufferRequest"] * STRUCTS["max_scratch_buffers_per_op"]
+    for k, allocs in enumerate(kernels.prepare):
+        for size in allocs:
+            kernel_b += tail.alloc(size, ALIGN)
+        n_scratch_so_far += sum(1 for o, _ in kernels.scratch if o == k)
+        head = _align_up(head_req, ALIGN) + kernels.temps[k]
+        prepare_peak = max(prepare_peak, tail.used + head)
+        head_req = STRUCTS["ScratchBufferRequest"] * (n_scratch_so_far + STRUCTS["max_scratch_buffers_per_op"])
+    return kernel_b, prepare_peak
+
+
+def _head_plan(data: bytes, name: str, model, sg, ops, tensors: _Tensors,
+               scratch: list[tuple[int, int]]) -> tuple[list[_planner.Buffer], int]:
+    """The planned buffers and the head's size: TFLM's greedy plan, keeping a file's offline offsets."""
+    buffers = _tflm_buffers(sg, len(tensors.all), ops, tensors.const, tensors.nbytes, scratch)
+    offline = offline_memory_plan(data)  # `mcuzoo export --offline-plan`: TFLM keeps those tensors there
+    offline_fixed = None
+    if offline is not None:
+        if len(offline) != sum(model.Subgraphs(s).TensorsLength() for s in range(model.SubgraphsLength())):
+            raise ModelFileError(f"{name}: its OfflineMemoryAllocation metadata does not have one offset per tensor")
+        offline_fixed = [offline[b.tensors[0]] if b.tensors else -1 for b in buffers]
+    return buffers, _planner.tflm_greedy(buffers, offline_fixed).arena
+
+
+def _planning_head(n_scratch: int, n_subgraphs: int, n_tensors: int, n_buffers: int) -> int:
+    """Head bytes while the plan is made: the request array, then the temporaries (subgraph offsets,
+    AllocationInfo per tensor and scratch buffer, the greedy planner's scratch), and the measured slack."""
+    st = STRUCTS
+    head = _align_up(st["ScratchBufferRequest"] * (n_scratch + st["max_scratch_buffers_per_op"]), 8)
+    head = _align_up(head + 8 * n_subgraphs, 8)
+    head = _align_up(head + st["AllocationInfo"] * (n_tensors + n_scratch), 8)
+    head = _align_up(head, ALIGN) + st["planner_per_buffer"] * n_buffers
+    return _align_up(head, 8) + st["planning_slack"]
+
+
+def _io_tensors(tail: _Tail, sg, tensors: _Tensors) -> int:
+    """Allocate, after the plan, the interpreter's input and output pointer arrays and their persistent
+    TfLiteTensor structs with their quantization in ``tail``; their bytes."""
+    before_io = tail.used
+    for ids in (_vec(sg.InputsAsNumpy, sg.InputsLength), _vec(sg.OutputsAsNumpy, sg.OutputsLength)):
+        tail.alloc(STRUCTS["pointer"] * len(ids), ALIGN)
+        for t in ids:
+            tail.alloc(STRUCTS["TfLiteTensor"], 8)
+            c = tensors.qchannels(t)
+            if c:
+                tail.alloc(STRUCTS["TfLiteAffineQuantization"], 8)
+                tail.alloc(4 + 4 * c, 4)
+    return tail.used - before_io
 
 
 def _vec(as_numpy, length) -> list[int]:

@@ -123,95 +123,129 @@ class Augmenter:
         if shape.rank != 4 or not shape[1:].is_fully_defined():
             raise ValueError(f"augmentation needs batches of known (H, W, C), got {shape}")
         H, W, C = int(shape[1]), int(shape[2]), int(shape[3])
-        B = tf.shape(images)[0]
-        fold = tf.random.experimental.stateless_fold_in
-
-        def uniform(i, lo=0.0, hi=1.0):
-            return tf.random.stateless_uniform([B], seed=fold(key, i), minval=lo, maxval=hi)
-
-        def chosen(i, rate):
-            return uniform(100 + i) < rate
-
-        def per_image(v):
-            return tf.reshape(v, [-1, 1, 1, 1])
-
-        # -- flip (on uint8: a quarter of the memory traffic)
-        x = images
-        if cfg.flip.rate > 0:
-            if cfg.flip.horizontal:
-                x = tf.where(per_image(chosen(1, cfg.flip.rate)), tf.reverse(x, [2]), x)
-            if cfg.flip.vertical:
-                x = tf.where(per_image(chosen(2, cfg.flip.rate)), tf.reverse(x, [1]), x)
-        x = tf.cast(x, tf.float32)
-
+        d = _Draws(key, tf.shape(images)[0])
+        x = tf.cast(self._flip(images, d), tf.float32)
         # -- affine warps: one per fill mode, each combining the geometric kinds that use it
         for kinds in _warp_groups(cfg):
-            x = self._warp(x, kinds, uniform, chosen, B, H, W)
-
+            x = self._warp(x, kinds, d.uniform, d.chosen, d.B, H, W)
         # -- colour
         if cfg.brightness.rate > 0:
-            d = cfg.brightness.max_delta * 255.0
-            x = tf.clip_by_value(x + per_image(tf.where(chosen(8, cfg.brightness.rate), uniform(8, -d, d), 0.0)),
-                                 0.0, 255.0)
+            x = self._brightness(x, d)
         if cfg.contrast.rate > 0:
-            f = tf.where(chosen(9, cfg.contrast.rate),
-                         uniform(9, cfg.contrast.min_factor, cfg.contrast.max_factor), 1.0)
-            mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-            x = tf.clip_by_value((x - mean) * per_image(f) + mean, 0.0, 255.0)
+            x = self._contrast(x, d)
         if cfg.gamma.rate > 0:
-            lo, hi = math.log(cfg.gamma.min_gamma), math.log(cfg.gamma.max_gamma)
-            g = tf.where(chosen(10, cfg.gamma.rate), tf.exp(uniform(10, lo, hi)) if hi > lo
-                         else tf.fill([B], cfg.gamma.min_gamma), 1.0)
-            x = 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, per_image(g))
+            x = self._gamma(x, d)
         if C == 3 and cfg.hue.rate > 0:
-            # a rotation of the chroma plane of YIQ: luma stays, the colour circle turns by 2 pi dh
-            d = cfg.hue.max_delta
-            a = 2.0 * math.pi * tf.where(chosen(11, cfg.hue.rate), uniform(11, -d, d), 0.0)
-            ca, sa = tf.cos(a), tf.sin(a)
-            o, z = tf.ones_like(a), tf.zeros_like(a)
-            rot = tf.reshape(tf.stack([o, z, z, z, ca, -sa, z, sa, ca], axis=1), [-1, 3, 3])
-            m = tf.matmul(tf.matmul(tf.constant(_YIQ_INV)[None], rot), tf.constant(_YIQ)[None])  # (B, 3, 3)
-            x = tf.clip_by_value(tf.einsum("bhwc,bdc->bhwd", x, m), 0.0, 255.0)
+            x = self._hue(x, d)
         if C == 3 and cfg.saturation.rate > 0:
-            hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
-            h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-            f = tf.where(chosen(12, cfg.saturation.rate),
-                         uniform(12, cfg.saturation.min_factor, cfg.saturation.max_factor), 1.0)
-            s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
-            x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
-
-        # -- grayscale: luma (ITU-R 601) in every channel
+            x = self._saturation(x, d)
         if C == 3 and cfg.grayscale.rate > 0:
-            luma = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
-            x = tf.where(per_image(chosen(16, cfg.grayscale.rate)), tf.tile(luma, [1, 1, 1, 3]), x)
-
-        # -- blur: a separable gaussian per image (sigma 0 = identity), as a depthwise convolution
-        # over the batch folded into channels, so that every image has its own kernel
+            x = self._grayscale(x, d)
         if cfg.blur.rate > 0:
-            smax = cfg.blur.max_sigma
-            r = max(1, min(int(math.ceil(3 * smax)), H, W))
-            sigma = tf.where(chosen(13, cfg.blur.rate), uniform(13, min(0.3, smax), smax), 0.0)
-            taps = tf.range(-r, r + 1, dtype=tf.float32)
-            k = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None] + 1e-6))
-            k = tf.transpose(tf.repeat(k / tf.reduce_sum(k, axis=1, keepdims=True), C, axis=0))  # (taps, B*C)
-            z = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, H, W, -1])
-            z = tf.pad(z, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
-            z = tf.nn.depthwise_conv2d(z, k[None, :, :, None], [1, 1, 1, 1], "VALID")
-            z = tf.nn.depthwise_conv2d(z, k[:, None, :, None], [1, 1, 1, 1], "VALID")
-            x = tf.transpose(tf.reshape(z, [H, W, -1, C]), [2, 0, 1, 3])
-
-        # -- gaussian noise
+            x = self._blur(x, d, H, W, C)
         if cfg.noise.rate > 0:
-            std = tf.where(chosen(14, cfg.noise.rate), uniform(14, cfg.noise.min_stddev, cfg.noise.max_stddev), 0.0)
-            x = x + per_image(std) * tf.random.stateless_normal(tf.shape(x), seed=fold(key, 214))
-
-        # -- random erasing: 1..max_count rectangles per chosen image
+            x = self._noise(x, d)
         if cfg.erasing.rate > 0:
-            x = self._erase(x, key, uniform, chosen, B, H, W)
-
+            x = self._erase(x, key, d.uniform, d.chosen, d.B, H, W)
         out = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
         out.set_shape(images.shape)
         return out
+
+    def _flip(self, x, d: "_Draws"):
+        """Mirror the chosen images left-right and/or top-bottom (on uint8: a quarter of the memory traffic)."""
+        import tensorflow as tf
+
+        f = self.cfg.flip
+        if f.rate > 0:
+            if f.horizontal:
+                x = tf.where(_per_image(d.chosen(1, f.rate)), tf.reverse(x, [2]), x)
+            if f.vertical:
+                x = tf.where(_per_image(d.chosen(2, f.rate)), tf.reverse(x, [1]), x)
+        return x
+
+    def _brightness(self, x, d: "_Draws"):
+        """Add a delta of up to ``max_delta`` of full scale to the chosen images."""
+        import tensorflow as tf
+
+        b = self.cfg.brightness
+        delta = b.max_delta * 255.0
+        return tf.clip_by_value(x + _per_image(tf.where(d.chosen(8, b.rate), d.uniform(8, -delta, delta), 0.0)),
+                                0.0, 255.0)
+
+    def _contrast(self, x, d: "_Draws"):
+        """Scale the chosen images' distance to their own mean by a factor."""
+        import tensorflow as tf
+
+        c = self.cfg.contrast
+        f = tf.where(d.chosen(9, c.rate), d.uniform(9, c.min_factor, c.max_factor), 1.0)
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        return tf.clip_by_value((x - mean) * _per_image(f) + mean, 0.0, 255.0)
+
+    def _gamma(self, x, d: "_Draws"):
+        """Raise the chosen images (on [0, 1]) to a gamma drawn log-uniformly."""
+        import tensorflow as tf
+
+        gm = self.cfg.gamma
+        lo, hi = math.log(gm.min_gamma), math.log(gm.max_gamma)
+        g = tf.where(d.chosen(10, gm.rate), tf.exp(d.uniform(10, lo, hi)) if hi > lo
+                     else tf.fill([d.B], gm.min_gamma), 1.0)
+        return 255.0 * tf.pow(tf.clip_by_value(x, 0.0, 255.0) / 255.0, _per_image(g))
+
+    def _hue(self, x, d: "_Draws"):
+        """A rotation of the chroma plane of YIQ: luma stays, the colour circle turns by 2 pi dh (RGB only)."""
+        import tensorflow as tf
+
+        dh = self.cfg.hue.max_delta
+        a = 2.0 * math.pi * tf.where(d.chosen(11, self.cfg.hue.rate), d.uniform(11, -dh, dh), 0.0)
+        ca, sa = tf.cos(a), tf.sin(a)
+        o, z = tf.ones_like(a), tf.zeros_like(a)
+        rot = tf.reshape(tf.stack([o, z, z, z, ca, -sa, z, sa, ca], axis=1), [-1, 3, 3])
+        m = tf.matmul(tf.matmul(tf.constant(_YIQ_INV)[None], rot), tf.constant(_YIQ)[None])  # (B, 3, 3)
+        return tf.clip_by_value(tf.einsum("bhwc,bdc->bhwd", x, m), 0.0, 255.0)
+
+    def _saturation(self, x, d: "_Draws"):
+        """Scale the chosen images' HSV saturation by a factor (RGB only)."""
+        import tensorflow as tf
+
+        sat = self.cfg.saturation
+        hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
+        h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+        f = tf.where(d.chosen(12, sat.rate), d.uniform(12, sat.min_factor, sat.max_factor), 1.0)
+        s = tf.clip_by_value(s * tf.reshape(f, [-1, 1, 1]), 0.0, 1.0)
+        return tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0
+
+    def _grayscale(self, x, d: "_Draws"):
+        """The chosen images' luma (ITU-R 601) in every channel."""
+        import tensorflow as tf
+
+        luma = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        return tf.where(_per_image(d.chosen(16, self.cfg.grayscale.rate)), tf.tile(luma, [1, 1, 1, 3]), x)
+
+    def _blur(self, x, d: "_Draws", H: int, W: int, C: int):
+        """A separable gaussian per image (sigma 0 = identity), as a depthwise convolution over the batch
+        folded into channels, so that every image has its own kernel."""
+        import tensorflow as tf
+
+        smax = self.cfg.blur.max_sigma
+        r = max(1, min(int(math.ceil(3 * smax)), H, W))
+        sigma = tf.where(d.chosen(13, self.cfg.blur.rate), d.uniform(13, min(0.3, smax), smax), 0.0)
+        taps = tf.range(-r, r + 1, dtype=tf.float32)
+        k = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None] + 1e-6))
+        k = tf.transpose(tf.repeat(k / tf.reduce_sum(k, axis=1, keepdims=True), C, axis=0))  # (taps, B*C)
+        z = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, H, W, -1])
+        z = tf.pad(z, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
+        z = tf.nn.depthwise_conv2d(z, k[None, :, :, None], [1, 1, 1, 1], "VALID")
+        z = tf.nn.depthwise_conv2d(z, k[:, None, :, None], [1, 1, 1, 1], "VALID")
+        return tf.transpose(tf.reshape(z, [H, W, -1, C]), [2, 0, 1, 3])
+
+    def _noise(self, x, d: "_Draws"):
+        """Gaussian noise of a per-image standard deviation on the chosen images."""
+        import tensorflow as tf
+
+        n = self.cfg.noise
+        std = tf.where(d.chosen(14, n.rate), d.uniform(14, n.min_stddev, n.max_stddev), 0.0)
+        return x + _per_image(std) * tf.random.stateless_normal(
+            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(d.key, 214))
 
     def _warp(self, x, kinds, uniform, chosen, B, H, W):
         """One projective warp of float images for the geometric ``kinds`` (which share a fill mode)."""
@@ -288,3 +322,28 @@ class Augmenter:
         else:
             fill = tf.zeros_like(x)
         return tf.where(erased, fill, x)
+
+
+class _Draws:
+    """The random draws of one batch of ``B`` images: stream ``i`` is a stateless function of ``key`` and ``i``."""
+
+    def __init__(self, key, B) -> None:
+        self.key, self.B = key, B
+
+    def uniform(self, i, lo=0.0, hi=1.0):
+        """One value per image, uniform in [lo, hi), from stream ``i``."""
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform([self.B], seed=tf.random.experimental.stateless_fold_in(self.key, i),
+                                           minval=lo, maxval=hi)
+
+    def chosen(self, i, rate):
+        """Per image, whether kind ``i`` applies to it (probability ``rate``; stream 100 + i)."""
+        return self.uniform(100 + i) < rate
+
+
+def _per_image(v):
+    """A per-image vector (B,) shaped to scale or select whole (B, H, W, C) images."""
+    import tensorflow as tf
+
+    return tf.reshape(v, [-1, 1, 1, 1])

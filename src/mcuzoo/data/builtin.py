@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -302,44 +303,107 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 
 def render_shapes(per_class: int, image_shape, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` images of each shape class, and their labels, drawn with ``rng``.
+
+    Chunk by chunk: a textured two-colour gradient, a shape colour that stands out from it, the shape and up to
+    two distracting lines behind it (drawn supersampled, then averaged), and sensor noise.
+    """
     h, w, c = image_shape
     labels = _labels(len(SHAPE_CLASSES), per_class, rng)
     n = len(labels)
-    ss = 2 if max(h, w) <= 128 else 1
     out = np.empty((n, h, w, 3), dtype=np.uint8)
     chunk = max(1, 2**22 // (h * w * 3))
-    grid = 5
-    mh, mw = _interp_matrix(h, grid), _interp_matrix(w, grid)
-    yy, xx = np.meshgrid(np.linspace(-0.5, 0.5, h, dtype=np.float32), np.linspace(-0.5, 0.5, w, dtype=np.float32),
-                         indexing="ij")
-    side = min(h, w)
+    canvas = _ShapeCanvas.of(h, w)
     for start in range(0, n, chunk):
         lab = labels[start:start + chunk]
         k = len(lab)
-        # background: two-colour gradient + low-frequency colour texture
-        c1 = rng.uniform(0, 255, (k, 3)).astype(np.float32)
-        c2 = np.clip(c1 + rng.normal(0, 35, (k, 3)), 0, 255).astype(np.float32)
-        phi = rng.uniform(0, 2 * np.pi, k).astype(np.float32)
-        t = 0.5 + xx[None] * np.cos(phi)[:, None, None] + yy[None] * np.sin(phi)[:, None, None]
-        bg = c1[:, None, None, :] + (c2 - c1)[:, None, None, :] * t[..., None]
-        tex = rng.normal(0, 1, (k, grid, grid, 3)).astype(np.float32) * rng.uniform(5, 25, (k, 1, 1, 1)).astype(np.float32)
-        bg += np.einsum("hi,nijc,wj->nhwc", mh, tex, mw, optimize=True)
-        mean = bg.mean(axis=(1, 2))
-        # shape colour far enough from the background, also in luma (grayscale models)
-        col = rng.uniform(0, 255, (k, 3))
-        luma = np.array([0.2989, 0.587, 0.114])
+        bg = _shape_backgrounds(k, canvas, rng)
+        col = _shape_colours(bg.mean(axis=(1, 2)), rng)
+        geo = _ShapeGeometry.draw(k, h, w, rng)
+        shape_a, line_a = _shape_masks(lab, geo, canvas, rng)
+        # composite: distracting lines behind the shape
+        for q in range(2):
+            sel = np.flatnonzero(geo.n_lines > q)
+            if len(sel):
+                a = line_a[sel, q, :, :, None].astype(np.float32) * (1 / 255)
+                bg[sel] += (geo.line_col[sel, q, None, None, :] - bg[sel]) * a
+        a = shape_a[..., None].astype(np.float32) * (1 / 255)
+        bg += (col[:, None, None, :].astype(np.float32) - bg) * a
+        bg += rng.standard_normal(bg.shape, dtype=np.float32) * geo.sigma[:, None, None, None]
+        out[start:start + k] = np.clip(np.rint(bg), 0, 255).astype(np.uint8)
+    return to_channels(out, c), labels
 
-        def _bad(cc):
-            return (np.linalg.norm(cc - mean, axis=1) < 130) | (np.abs((cc - mean) @ luma) < 45)
 
-        for _ in range(30):
-            bad = _bad(col)
-            if not bad.any():
-                break
-            col[bad] = rng.uniform(0, 255, (int(bad.sum()), 3))
+@dataclass(frozen=True)
+class _ShapeCanvas:
+    """The fixed grids of one image size: the texture's interpolation matrices and pixel coordinates."""
+
+    h: int
+    w: int
+    ss: int  # supersampling factor of the drawn masks
+    grid: int  # texture grid (grid x grid noise, interpolated to h x w)
+    mh: np.ndarray
+    mw: np.ndarray
+    yy: np.ndarray
+    xx: np.ndarray
+
+    @classmethod
+    def of(cls, h: int, w: int) -> "_ShapeCanvas":
+        grid = 5
+        yy, xx = np.meshgrid(np.linspace(-0.5, 0.5, h, dtype=np.float32), np.linspace(-0.5, 0.5, w, dtype=np.float32),
+                             indexing="ij")
+        return cls(h, w, 2 if max(h, w) <= 128 else 1, grid, _interp_matrix(h, grid), _interp_matrix(w, grid), yy, xx)
+
+
+def _shape_backgrounds(k: int, cv: _ShapeCanvas, rng: np.random.Generator) -> np.ndarray:
+    """``k`` float backgrounds: a two-colour gradient in a random direction plus a low-frequency colour texture."""
+    c1 = rng.uniform(0, 255, (k, 3)).astype(np.float32)
+    c2 = np.clip(c1 + rng.normal(0, 35, (k, 3)), 0, 255).astype(np.float32)
+    phi = rng.uniform(0, 2 * np.pi, k).astype(np.float32)
+    t = 0.5 + cv.xx[None] * np.cos(phi)[:, None, None] + cv.yy[None] * np.sin(phi)[:, None, None]
+    bg = c1[:, None, None, :] + (c2 - c1)[:, None, None, :] * t[..., None]
+    tex = (rng.normal(0, 1, (k, cv.grid, cv.grid, 3)).astype(np.float32)
+           * rng.uniform(5, 25, (k, 1, 1, 1)).astype(np.float32))
+    bg += np.einsum("hi,nijc,wj->nhwc", cv.mh, tex, cv.mw, optimize=True)
+    return bg
+
+
+def _shape_colours(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A shape colour per image far enough from its background's ``mean``, also in luma (grayscale models):
+    redrawn up to 30 times, then near black or white, whichever the background is not."""
+    col = rng.uniform(0, 255, (len(mean), 3))
+    luma = np.array([0.2989, 0.587, 0.114])
+
+    def _bad(cc):
+        return (np.linalg.norm(cc - mean, axis=1) < 130) | (np.abs((cc - mean) @ luma) < 45)
+
+    for _ in range(30):
         bad = _bad(col)
-        col[bad] = np.where((mean[bad] @ luma > 127)[:, None], 15.0, 240.0)
-        # geometry
+        if not bad.any():
+            break
+        col[bad] = rng.uniform(0, 255, (int(bad.sum()), 3))
+    bad = _bad(col)
+    col[bad] = np.where((mean[bad] @ luma > 127)[:, None], 15.0, 240.0)
+    return col
+
+
+@dataclass(frozen=True)
+class _ShapeGeometry:
+    """Per image: the shape's radius, centre and rotation; 0 to 2 lines (colour, end points, width); the noise."""
+
+    radius: np.ndarray
+    cxs: np.ndarray
+    cys: np.ndarray
+    rot: np.ndarray
+    n_lines: np.ndarray
+    line_col: np.ndarray
+    line_pts: np.ndarray
+    line_w: np.ndarray
+    sigma: np.ndarray
+
+    @classmethod
+    def draw(cls, k: int, h: int, w: int, rng: np.random.Generator) -> "_ShapeGeometry":
+        side = min(h, w)
         radius = rng.uniform(0.26, 0.44, k) * side
         cxs = rng.uniform(0.0, 1.0, k) * np.maximum(w - 1.7 * radius, 0) + 0.85 * radius
         cys = rng.uniform(0.0, 1.0, k) * np.maximum(h - 1.7 * radius, 0) + 0.85 * radius
@@ -349,31 +413,29 @@ def render_shapes(per_class: int, image_shape, rng: np.random.Generator) -> tupl
         line_pts = rng.uniform(-0.1, 1.1, (k, 2, 4)) * np.array([w, h, w, h])
         line_w = rng.uniform(0.01, 0.03, (k, 2)) * side
         sigma = rng.uniform(2, 8, k).astype(np.float32)
-        shape_a = np.zeros((k, h, w), np.uint8)
-        line_a = np.zeros((k, 2, h, w), np.uint8)
-        for j in range(k):
-            polys = _unit_polygon(SHAPE_CLASSES[lab[j]], rng)
-            cr, sr = math.cos(rot[j]), math.sin(rot[j])
-            rmat = np.array([[cr, -sr], [sr, cr]])
-            mask = Image.new("L", (w * ss, h * ss), 0)
-            draw = ImageDraw.Draw(mask)
-            for p, poly in enumerate(polys):
-                pts = (poly @ rmat.T * radius[j] + [cxs[j], cys[j]]) * ss
-                draw.polygon([tuple(q) for q in pts], fill=255 if p == 0 else 0)
-            shape_a[j] = np.asarray(mask.reduce(ss) if ss > 1 else mask)
-            for q in range(int(n_lines[j])):
-                lm = Image.new("L", (w * ss, h * ss), 0)
-                x0, y0, x1, y1 = (line_pts[j, q] * ss).tolist()
-                ImageDraw.Draw(lm).line([(x0, y0), (x1, y1)], fill=255, width=max(1, int(round(line_w[j, q] * ss))))
-                line_a[j, q] = np.asarray(lm.reduce(ss) if ss > 1 else lm)
-        # composite: distracting lines behind the shape
-        for q in range(2):
-            sel = np.flatnonzero(n_lines > q)
-            if len(sel):
-                a = line_a[sel, q, :, :, None].astype(np.float32) * (1 / 255)
-                bg[sel] += (line_col[sel, q, None, None, :] - bg[sel]) * a
-        a = shape_a[..., None].astype(np.float32) * (1 / 255)
-        bg += (col[:, None, None, :].astype(np.float32) - bg) * a
-        bg += rng.standard_normal(bg.shape, dtype=np.float32) * sigma[:, None, None, None]
-        out[start:start + k] = np.clip(np.rint(bg), 0, 255).astype(np.uint8)
-    return to_channels(out, c), labels
+        return cls(radius, cxs, cys, rot, n_lines, line_col, line_pts, line_w, sigma)
+
+
+def _shape_masks(lab: np.ndarray, geo: _ShapeGeometry, cv: _ShapeCanvas,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(shape masks (k, h, w), line masks (k, 2, h, w)), uint8 coverage drawn ``cv.ss`` times finer."""
+    h, w, ss = cv.h, cv.w, cv.ss
+    k = len(lab)
+    shape_a = np.zeros((k, h, w), np.uint8)
+    line_a = np.zeros((k, 2, h, w), np.uint8)
+    for j in range(k):
+        polys = _unit_polygon(SHAPE_CLASSES[lab[j]], rng)
+        cr, sr = math.cos(geo.rot[j]), math.sin(geo.rot[j])
+        rmat = np.array([[cr, -sr], [sr, cr]])
+        mask = Image.new("L", (w * ss, h * ss), 0)
+        draw = ImageDraw.Draw(mask)
+        for p, poly in enumerate(polys):
+            pts = (poly @ rmat.T * geo.radius[j] + [geo.cxs[j], geo.cys[j]]) * ss
+            draw.polygon([tuple(q) for q in pts], fill=255 if p == 0 else 0)
+        shape_a[j] = np.asarray(mask.reduce(ss) if ss > 1 else mask)
+        for q in range(int(geo.n_lines[j])):
+            lm = Image.new("L", (w * ss, h * ss), 0)
+            x0, y0, x1, y1 = (geo.line_pts[j, q] * ss).tolist()
+            ImageDraw.Draw(lm).line([(x0, y0), (x1, y1)], fill=255, width=max(1, int(round(geo.line_w[j, q] * ss))))
+            line_a[j, q] = np.asarray(lm.reduce(ss) if ss > 1 else lm)
+    return shape_a, line_a

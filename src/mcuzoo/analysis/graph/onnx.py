@@ -10,6 +10,7 @@ tensor. The model's float input keeps its ``QuantizeLinear`` and its float outpu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ModelFileError, first_line
@@ -66,17 +67,41 @@ QOPERATOR_DATA_INPUTS = {
 
 
 def load_onnx(path: Path) -> Graph:
-    """The :class:`Graph` of an .onnx file (see the module doc).
-
-    Longer than a screen: checking, shape inference, QDQ folding and building the tensors and operators share
-    the folded names (``rename``, ``drop``) and the per-tensor storage found on the way; split, they would pass
-    half a dozen dictionaries between them.
-    """
+    """The :class:`Graph` of an .onnx file (see the module doc): checked, shapes inferred, QDQ folded."""
     try:
-        import onnx
-        from onnx import numpy_helper, shape_inference
+        import onnx  # noqa: F401 - checked once here; the helpers import it again
     except ImportError:  # pragma: no cover - declared dependency
         raise ModelFileError("reading .onnx needs the onnx package") from None
+    g = _inferred_graph(path)
+    infos = _value_infos(g)
+    inits = _initializers(g)
+    nodes = [n for n in g.node if n.op_type != "Constant"]
+    nodes = _toposort(nodes, set(inits) | {i.name for i in g.input}, path)
+    graph_inputs = [i.name for i in g.input if i.name not in inits]
+    graph_outputs = [o.name for o in g.output]
+    fold = _fold_qdq(nodes, inits, infos, graph_inputs, graph_outputs)
+    table = _TensorTable(path, fold, inits, infos)
+    for name in graph_inputs:
+        table.id(name)
+    ops: list[Op] = []
+    for n in nodes:
+        if id(n) not in fold.drop:  # a folded Q/DQ node's scale and zero point stay: quantization parameters
+            ops.append(_onnx_op(n, len(ops), table, inits))
+    out_ids = [table.id(o) for o in graph_outputs]
+    in_ids = [table.ids[fold.resolve(i)] for i in graph_inputs]
+    if fold.int8_acts:
+        _int8_between_operators(table, fold, set(in_ids) | set(out_ids))
+    graph = Graph(str(path), "onnx", table.tensors, ops, in_ids, out_ids)
+    if fold.int8_acts:
+        graph.notes.append("QDQ model: activations counted as 8-bit, Q/DQ pairs folded")
+    return _finish(graph)
+
+
+def _inferred_graph(path: Path):
+    """The file's graph, checked (nodes, domains, no control flow), batch fixed to 1, shapes inferred."""
+    import onnx
+    from onnx import shape_inference
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
@@ -84,15 +109,22 @@ def load_onnx(path: Path) -> Graph:
     g = model.graph
     if not g.node:
         raise ModelFileError(f"{path} is not a usable ONNX model: its graph has no nodes")
-
     for node in g.node:
         if node.domain not in ONNX_DOMAINS:
             raise ModelFileError(f"{path}: unsupported operator {node.domain}.{node.op_type} (node {node.name or node.output[0]})")
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             raise ModelFileError(f"{path}: unsupported operator {node.op_type} with a subgraph (control flow)")
+    _fix_batch(g, path)
+    try:
+        inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelFileError(f"{path}: ONNX shape inference failed ({first_line(e)})") from None
+    return inferred.graph
 
+
+def _fix_batch(g, path: Path) -> None:
+    """Fix the batch dimension (and only it) of the graph inputs to 1; another dynamic dimension is an error."""
     init_names = {i.name for i in g.initializer}
-    # Fix the batch dimension (and only it) of the graph inputs to 1.
     for inp in g.input:
         if inp.name in init_names:
             continue
@@ -105,31 +137,32 @@ def load_onnx(path: Path) -> Graph:
                 d.dim_value = 1
             else:
                 raise ModelFileError(f"{path}: input '{inp.name}' has a dynamic dimension {k} ({d.dim_param or '?'}): only the batch may be dynamic")
-    try:
-        inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelFileError(f"{path}: ONNX shape inference failed ({first_line(e)})") from None
-    g = inferred.graph
 
+
+def _value_infos(g) -> dict[str, tuple[tuple[int, ...] | None, str]]:
+    """(shape or None when a dimension is unknown, dtype) of every typed input, value and output."""
     infos: dict[str, tuple[tuple[int, ...] | None, str]] = {}
-
-    def add_info(vi):
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
         tt = vi.type.tensor_type
         if not tt.HasField("elem_type") or tt.elem_type == 0:
-            return
+            continue
         dtype = _onnx_dtype(tt.elem_type)
         shape = None
         if tt.HasField("shape"):
-            dims = []
+            dims: list = []
             for d in tt.shape.dim:
                 dims.append(d.dim_value if d.HasField("dim_value") else None)
             shape = None if any(v is None for v in dims) else tuple(int(v) for v in dims)
         infos[vi.name] = (shape, dtype)
+    return infos
 
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        add_info(vi)
 
-    inits = {}
+def _initializers(g) -> dict[str, tuple[tuple[int, ...], str, object]]:
+    """(shape, dtype, initializer or None) of every initializer and every Constant node's output."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits: dict[str, tuple[tuple[int, ...], str, object]] = {}
     for init in g.initializer:
         dtype = _onnx_dtype(init.data_type)
         shape = tuple(int(d) for d in init.dims)
@@ -141,132 +174,147 @@ def load_onnx(path: Path) -> Graph:
             except Exception:  # noqa: BLE001
                 continue
             inits[node.output[0]] = (tuple(arr.shape), arr.dtype.name, None)
+    return inits
 
-    nodes = [n for n in g.node if n.op_type != "Constant"]
-    nodes = _toposort(nodes, set(inits) | {i.name for i in g.input}, path)
 
-    graph_inputs = [i.name for i in g.input if i.name not in inits]
-    graph_outputs = [o.name for o in g.output]
+@dataclass
+class _Folding:
+    """The QDQ folding: tensor names read as others (``rename``), the Q/DQ nodes dropped (by ``id``), the
+    storage of the weights a DequantizeLinear makes ((shape, storage dtype, channels) by its output) and the
+    activations stored as 8-bit (their quantization channels)."""
 
-    # --- QDQ folding -------------------------------------------------------------------
+    rename: dict[str, str] = field(default_factory=dict)
+    drop: set[int] = field(default_factory=set)
+    weight_storage: dict[str, tuple[tuple[int, ...], str, int]] = field(default_factory=dict)
+    int8_acts: dict[str, int] = field(default_factory=dict)
+
+    def resolve(self, name: str) -> str:
+        """The name ``name`` is folded into (a chain of renames, cut after 100 steps)."""
+        seen = 0
+        while name in self.rename and seen < 100:
+            name = self.rename[name]
+            seen += 1
+        return name
+
+
+def _fold_qdq(nodes, inits, infos, graph_inputs: list[str], graph_outputs: list[str]) -> _Folding:
+    """Fold the weights' DequantizeLinear nodes and the activations' Q -> DQ pairs (see the module doc)."""
+    fold = _Folding()
+    for n in nodes:
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits:
+            shape, dtype, _ = inits[n.input[0]]
+            qshape = inits[n.input[1]][0] if len(n.input) > 1 and n.input[1] in inits else ()
+            fold.weight_storage[n.output[0]] = (shape, dtype, math.prod(qshape) if qshape else 1)
+            fold.drop.add(id(n))
     consumers: dict[str, list] = {}
     for n in nodes:
         for t in n.input:
             if t:
                 consumers.setdefault(t, []).append(n)
-    rename: dict[str, str] = {}
-    drop: set[int] = set()
-    weight_storage: dict[str, tuple[tuple[int, ...], str, int]] = {}  # DQ output -> (shape, storage dtype, channels)
-    int8_acts: dict[str, int] = {}  # activation -> quant channels, stored as 8-bit
     for n in nodes:
-        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits:
-            shape, dtype, _ = inits[n.input[0]]
-            qshape = inits[n.input[1]][0] if len(n.input) > 1 and n.input[1] in inits else ()
-            weight_storage[n.output[0]] = (shape, dtype, math.prod(qshape) if qshape else 1)
-            drop.add(id(n))
-    for n in nodes:
-        if n.op_type != "QuantizeLinear" or not n.input or n.input[0] in inits:
-            continue
-        x, q = n.input[0], n.output[0]
-        dqs = consumers.get(q, [])
-        if not dqs or any(c.op_type != "DequantizeLinear" for c in dqs) or q in graph_outputs:
-            continue
-        if len(consumers.get(x, [])) != 1 and x not in graph_inputs:
-            continue  # x also read in float elsewhere: keep everything
-        scale = inits.get(n.input[1]) if len(n.input) > 1 else None
-        nq = math.prod(scale[0]) if scale and scale[0] else 1
-        qdtype = infos.get(q, (None, "int8"))[1]
-        if x in graph_inputs:
-            for dq in dqs:
-                if dq.output[0] not in graph_outputs:
-                    rename[dq.output[0]] = q
-                    drop.add(id(dq))
-            int8_acts[q] = nq
-            continue
-        drop.add(id(n))
-        int8_acts[x] = nq
-        infos[x] = (infos.get(x, (None, qdtype))[0], qdtype)
+        if n.op_type == "QuantizeLinear" and n.input and n.input[0] not in inits:
+            _fold_activation(n, consumers, inits, infos, graph_inputs, graph_outputs, fold)
+    return fold
+
+
+def _fold_activation(n, consumers, inits, infos, graph_inputs: list[str], graph_outputs: list[str],
+                     fold: _Folding) -> None:
+    """Fold the QuantizeLinear ``n`` and the DequantizeLinear nodes reading it: its input becomes an 8-bit tensor.
+
+    A graph input keeps its QuantizeLinear (its output is the 8-bit tensor); a DequantizeLinear that makes a
+    graph output stays. Nothing is folded when the float input is also read elsewhere.
+    """
+    x, q = n.input[0], n.output[0]
+    dqs = consumers.get(q, [])
+    if not dqs or any(c.op_type != "DequantizeLinear" for c in dqs) or q in graph_outputs:
+        return
+    if len(consumers.get(x, [])) != 1 and x not in graph_inputs:
+        return  # x also read in float elsewhere: keep everything
+    scale = inits.get(n.input[1]) if len(n.input) > 1 else None
+    nq = math.prod(scale[0]) if scale and scale[0] else 1
+    qdtype = infos.get(q, (None, "int8"))[1]
+    if x in graph_inputs:
         for dq in dqs:
-            if dq.output[0] in graph_outputs:
-                rename[q] = x  # keep this DequantizeLinear, reading x
-            else:
-                rename[dq.output[0]] = x
-                drop.add(id(dq))
-
-    def res(name: str) -> str:
-        seen = 0
-        while name in rename and seen < 100:
-            name = rename[name]
-            seen += 1
-        return name
-
-    # --- tensors and ops ------------------------------------------------------------------
-    ids: dict[str, int] = {}
-    tensors: dict[int, Tensor] = {}
-
-    def tensor_id(name: str) -> int:
-        name = res(name)
-        if name in ids:
-            return ids[name]
-        tid = len(ids)
-        ids[name] = tid
-        if name in weight_storage:
-            shape, dtype, nq = weight_storage[name]
-            tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), const=True, quant_channels=nq)
-        elif name in inits:
-            shape, dtype, _ = inits[name]
-            tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), const=True)
+            if dq.output[0] not in graph_outputs:
+                fold.rename[dq.output[0]] = q
+                fold.drop.add(id(dq))
+        fold.int8_acts[q] = nq
+        return
+    fold.drop.add(id(n))
+    fold.int8_acts[x] = nq
+    infos[x] = (infos.get(x, (None, qdtype))[0], qdtype)
+    for dq in dqs:
+        if dq.output[0] in graph_outputs:
+            fold.rename[q] = x  # keep this DequantizeLinear, reading x
         else:
-            ishape, dtype = infos.get(name, (None, "float32"))
+            fold.rename[dq.output[0]] = x
+            fold.drop.add(id(dq))
+
+
+class _TensorTable:
+    """The graph's tensors by (folded) name, each made on first use: ``id(name)`` is its tensor id."""
+
+    def __init__(self, path: Path, fold: _Folding, inits, infos) -> None:
+        self.path, self.fold, self.inits, self.infos = path, fold, inits, infos
+        self.ids: dict[str, int] = {}
+        self.tensors: dict[int, Tensor] = {}
+
+    def id(self, name: str) -> int:
+        name = self.fold.resolve(name)
+        if name in self.ids:
+            return self.ids[name]
+        tid = len(self.ids)
+        self.ids[name] = tid
+        if name in self.fold.weight_storage:
+            shape, dtype, nq = self.fold.weight_storage[name]
+            self.tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), const=True, quant_channels=nq)
+        elif name in self.inits:
+            shape, dtype, _ = self.inits[name]
+            self.tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), const=True)
+        else:
+            ishape, dtype = self.infos.get(name, (None, "float32"))
             if ishape is None:
-                raise ModelFileError(f"{path}: the shape of tensor '{name}' cannot be inferred (dynamic shapes are not supported)")
+                raise ModelFileError(f"{self.path}: the shape of tensor '{name}' cannot be inferred (dynamic shapes are not supported)")
             shape = (1,) + ishape[1:] if ishape and ishape[0] == 0 else ishape
-            tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype), quant_channels=int8_acts.get(name, 0))
+            self.tensors[tid] = Tensor(tid, name, shape, dtype, _nbytes(shape, dtype),
+                                       quant_channels=self.fold.int8_acts.get(name, 0))
         return tid
 
-    for name in graph_inputs:
-        tensor_id(name)
-    ops: list[Op] = []
-    for n in nodes:
-        if id(n) in drop:
-            # scale / zero point initializers of folded Q/DQ nodes stay in the file; counted as quant params
-            continue
-        kind = ONNX_KINDS.get(n.op_type) or ("elementwise" if n.op_type in ONNX_ELEMENTWISE else "other")
-        outs = [tensor_id(t) for t in n.output if t]
-        if kind == "quantize":
-            ins = [tensor_id(n.input[0])]  # scale and zero point are quantization parameters, not weights
-        elif n.op_type not in QOPERATOR_DATA_INPUTS:
-            ins = [tensor_id(t) for t in n.input if t]
-        else:
-            # QOperator format: keep the data inputs; the scales/zero points are quantization parameters
-            keep = QOPERATOR_DATA_INPUTS[n.op_type]
-            names = list(n.input)
-            w_scale = {"QLinearConv": 4, "QLinearMatMul": 4}.get(n.op_type)
-            if w_scale is not None and len(names) > w_scale and names[w_scale] in inits and len(names) > 3:
-                wt = tensors[tensor_id(names[3])]
-                wt.quant_channels = max(1, math.prod(inits[names[w_scale]][0]))
-            ins = [tensor_id(names[k]) for k in keep if k < len(names) and names[k]]
-        if kind == "conv":
-            group = next((a.i for a in n.attribute if a.name == "group"), 1)
-            xin = tensors[ins[0]]
-            if group > 1 and len(xin.shape) >= 2 and group == xin.shape[1]:
-                kind = "depthwise"
-        ops.append(Op(len(ops), n.name or f"{n.op_type}_{len(ops)}", n.op_type, kind, ins, outs))
-    out_ids = [tensor_id(o) for o in graph_outputs]
-    in_ids = [ids[res(i)] for i in graph_inputs]
-    if int8_acts:
-        # A QDQ model runs as an int8 model: the float tensors left between two operators (e.g. a
-        # Conv's output read by a Relu without Q/DQ in between) are fused or int8 on the target too.
-        act_dtype = next((tensors[ids[res(n)]].dtype for n in int8_acts if res(n) in ids), "int8")
-        io = set(in_ids) | set(out_ids)
-        for t in tensors.values():
-            if not t.const and t.id not in io and t.dtype in ("float32", "float16", "float64"):
-                t.dtype = act_dtype
-                t.nbytes = _nbytes(t.shape, act_dtype)
-    graph = Graph(str(path), "onnx", tensors, ops, in_ids, out_ids)
-    if int8_acts:
-        graph.notes.append("QDQ model: activations counted as 8-bit, Q/DQ pairs folded")
-    return _finish(graph)
+
+def _onnx_op(n, index: int, table: _TensorTable, inits) -> Op:
+    """The :class:`Op` of node ``n``: its kind, and its data inputs (quantization parameters left out)."""
+    kind = ONNX_KINDS.get(n.op_type) or ("elementwise" if n.op_type in ONNX_ELEMENTWISE else "other")
+    outs = [table.id(t) for t in n.output if t]
+    if kind == "quantize":
+        ins = [table.id(n.input[0])]  # scale and zero point are quantization parameters, not weights
+    elif n.op_type not in QOPERATOR_DATA_INPUTS:
+        ins = [table.id(t) for t in n.input if t]
+    else:
+        # QOperator format: keep the data inputs; the scales/zero points are quantization parameters
+        keep = QOPERATOR_DATA_INPUTS[n.op_type]
+        names = list(n.input)
+        w_scale = {"QLinearConv": 4, "QLinearMatMul": 4}.get(n.op_type)
+        if w_scale is not None and len(names) > w_scale and names[w_scale] in inits and len(names) > 3:
+            wt = table.tensors[table.id(names[3])]
+            wt.quant_channels = max(1, math.prod(inits[names[w_scale]][0]))
+        ins = [table.id(names[k]) for k in keep if k < len(names) and names[k]]
+    if kind == "conv":
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        xin = table.tensors[ins[0]]
+        if group > 1 and len(xin.shape) >= 2 and group == xin.shape[1]:
+            kind = "depthwise"
+    return Op(index, n.name or f"{n.op_type}_{index}", n.op_type, kind, ins, outs)
+
+
+def _int8_between_operators(table: _TensorTable, fold: _Folding, io: set[int]) -> None:
+    """A QDQ model runs as an int8 model: the float tensors left between two operators (e.g. a Conv's output
+    read by a Relu without Q/DQ in between) are fused or int8 on the target too; count them so."""
+    act_dtype = next((table.tensors[table.ids[fold.resolve(n)]].dtype for n in fold.int8_acts
+                      if fold.resolve(n) in table.ids), "int8")
+    for t in table.tensors.values():
+        if not t.const and t.id not in io and t.dtype in ("float32", "float16", "float64"):
+            t.dtype = act_dtype
+            t.nbytes = _nbytes(t.shape, act_dtype)
 
 
 def _onnx_dtype(elem_type: int) -> str:

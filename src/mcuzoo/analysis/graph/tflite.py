@@ -51,15 +51,29 @@ TFLITE_UNSUPPORTED = {"CUSTOM", "WHILE", "IF", "CALL_ONCE", "DELEGATE", "CALL", 
 
 
 def load_tflite(path: Path) -> Graph:
-    """The :class:`Graph` of a .tflite file (see the module doc).
-
-    A little over a screen: the checks (identifier, crash probe, interpreter errors, tensors) come first and
-    each names its own problem; the tensors and operators are then read in one pass over LiteRT's details.
-    """
-    import numpy as np
-
+    """The :class:`Graph` of a .tflite file (see the module doc): checked, then read from LiteRT's details."""
     data = path.read_bytes()
     check_tflite_identifier(data, path)
+    ops_details, tensor_details, in_ids, out_ids = _interpreter_details(data, path)
+    check_tflite_tensors(tensor_details, path)
+    check_tflite_graph(data, path, len(ops_details), len(tensor_details))
+    tensors = _tflite_tensors(tensor_details)
+    ops = _tflite_ops(ops_details, tensors, path)
+    # Constants: tensors that no operator writes and that are not graph inputs (variables are not
+    # used by these models; a variable tensor would also be counted here, as flash).
+    produced = {t for op in ops for t in op.outputs}
+    for t in tensors.values():
+        if t.id not in produced and t.id not in in_ids:
+            t.const = True
+    return _finish(Graph(str(path), "tflite", tensors, ops, in_ids, out_ids))
+
+
+def _interpreter_details(data: bytes, path: Path) -> tuple[list[dict], list[dict], list[int], list[int]]:
+    """LiteRT's operator and tensor details, input and output ids, from an interpreter that allocates nothing.
+
+    The model runs through the crash probe first; an interpreter error becomes a one-line ModelFileError that
+    says whether an operator is unsupported or the flatbuffer is broken.
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # pragma: no cover - declared dependency
@@ -88,8 +102,12 @@ def load_tflite(path: Path) -> Graph:
         if "flatbuffer" in detail.lower():
             raise ModelFileError(f"{path} is malformed or truncated: not a valid TensorFlow Lite flatbuffer")
         raise ModelFileError(f"cannot read {path}: {detail}")
-    check_tflite_tensors(tensor_details, path)
-    check_tflite_graph(data, path, len(ops_details), len(tensor_details))
+    return ops_details, tensor_details, in_ids, out_ids
+
+
+def _tflite_tensors(tensor_details: list[dict]) -> dict[int, Tensor]:
+    """Every tensor by id, the batch dimension set to 1, with its quantization channels."""
+    import numpy as np
 
     tensors: dict[int, Tensor] = {}
     for d in tensor_details:
@@ -101,9 +119,12 @@ def load_tflite(path: Path) -> Graph:
         q = d.get("quantization_parameters") or {}
         nq = len(q.get("scales", ())) if q else 0
         tensors[idx] = Tensor(idx, str(d["name"]), shape, dtype, _nbytes(shape, dtype), quant_channels=nq)
+    return tensors
 
+
+def _tflite_ops(ops_details: list[dict], tensors: dict[int, Tensor], path: Path) -> list[Op]:
+    """The operators in execution order; a custom or control-flow operator, or an unknown tensor, fails."""
     ops: list[Op] = []
-    produced: set[int] = set()
     for i, o in enumerate(ops_details):
         name = str(o["op_name"])
         if name in TFLITE_UNSUPPORTED or not _BUILTIN_NAME.match(name):
@@ -115,14 +136,8 @@ def load_tflite(path: Path) -> Graph:
         missing = [t for t in ins + outs if t not in tensors]
         if missing:
             raise ModelFileError(f"{path} is malformed: operator {i} ({name}) uses unknown tensor {missing[0]}")
-        produced.update(outs)
         ops.append(Op(i, _tflite_op_name(name, outs, tensors), name, kind, ins, outs))
-    # Constants: tensors that no operator writes and that are not graph inputs (variables are not
-    # used by these models; a variable tensor would also be counted here, as flash).
-    for t in tensors.values():
-        if t.id not in produced and t.id not in in_ids:
-            t.const = True
-    return _finish(Graph(str(path), "tflite", tensors, ops, in_ids, out_ids))
+    return ops
 
 
 def _tflite_op_name(op_type: str, outs: list[int], tensors: dict[int, Tensor]) -> str:
