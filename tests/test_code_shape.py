@@ -27,17 +27,6 @@ MARKER = "Longer than a screen"
 #: Words the explaining sentence needs after the marker (a bare marker explains nothing).
 MIN_REASON_WORDS = 8
 
-#: Functions still long while branch ``calib`` splits them (quantization/ is that branch's to edit);
-#: the lead removes this list once both branches have landed. An entry that is short by then, or gone,
-#: is simply not needed any more: it does not fail the test.
-BEING_SPLIT_IN_CALIB = {
-    "quantization/report.py::quant_report",
-    "quantization/qat.py::finetune_qat",
-    "quantization/qat.py::_fake_quant_layers",
-    "quantization/qat.py::fake_quant_graph",
-    "quantization/onnx_qdq.py::quantize_prepared",
-}
-
 
 def functions(root: Path = PACKAGE):
     """(``path::qualified name``, lines, docstring) of every function and method under ``root``."""
@@ -71,7 +60,7 @@ def long_functions(root: Path = PACKAGE) -> list[tuple[str, int]]:
 
 
 def test_functions_fit_on_one_screen_or_say_why():
-    long = [f"{name} ({n} lines)" for name, n in long_functions() if name not in BEING_SPLIT_IN_CALIB]
+    long = [f"{name} ({n} lines)" for name, n in long_functions()]
     assert long == [], f"over {MAX_LINES} lines without a '{MARKER}: ...' sentence in the docstring"
 
 
