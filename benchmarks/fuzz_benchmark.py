@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="parsers to run")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every default count")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first", type=int, default=0, help="index of the first case (cases are seeded by index: "
+                    "--first 5000 --cases tflite=5000 runs the second half of a 10,000-case run, e.g. in a second process)")
     ap.add_argument("--timeout", type=float, default=fz.CASE_TIMEOUT_S, help="seconds per case before it is a hang")
     ap.add_argument("--json", default=None, help="write the table and failures as JSON here")
     ap.add_argument("--save-failures", default=None, help="folder for the inputs of failing cases")
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
         gen = fz.GENERATORS[target]
         tally: Counter = Counter()
         t1 = time.perf_counter()
-        for i in range(n):
+        for i in range(args.first, args.first + n):
             ch = fz.RandomChooser(zlib.crc32(f"{args.seed}:{target}:{i}".encode()))  # reproducible per case
             case = gen(ch, seeds)
             out = worker.run(target, case)  # every parser in the child, native or not
@@ -77,8 +79,8 @@ def main(argv=None) -> int:
             if kind not in ("ok", "error"):
                 key = (target, kind, out.get("type", ""), out.get("where", ""))
                 failures[key].append((i, out, case))
-            if (i + 1) % 500 == 0 and i + 1 < n:  # a line now and then: a parser's 10,000 cases can take an hour
-                print(f"{target:10s} {i + 1:6d} / {n} cases ({time.perf_counter() - t1:.0f} s), "
+            if (i + 1 - args.first) % 500 == 0 and i + 1 - args.first < n:  # a line now and then: a parser's 10,000 cases can take an hour
+                print(f"{target:10s} {i + 1 - args.first:6d} / {n} cases ({time.perf_counter() - t1:.0f} s), "
                       + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())), file=sys.stderr, flush=True)
         secs = time.perf_counter() - t1
         rows.append({"parser": target, "cases": n, "clean_errors": tally["error"], "successes": tally["ok"],
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
             (d / "outcome.json").write_text(json.dumps(out, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "rows": rows, "seed": args.seed,
+            "rows": rows, "seed": args.seed, "first": args.first,
             "failures": [{"target": t, "kind": k, "type": ty, "where": w, "count": len(v), "message": v[0][1].get("message", "")}
                          for (t, k, ty, w), v in failures.items()]}, indent=2))
     return 1 if total["tracebacks"] or total["crashes"] or total["hangs"] else 0

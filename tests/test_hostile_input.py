@@ -895,3 +895,20 @@ def test_onnx_nodes_that_write_one_tensor_twice_are_refused(tmp_path, capsys):
     onnx.save(m, tmp_path / "twice.onnx")
     code, out, err = cli(["analyze", tmp_path / "twice.onnx", "--no-host-latency"], capsys)
     assert code == 1 and "malformed" in clean_error(code, err)
+
+
+def test_a_model_tflm_cannot_run_is_one_line_not_a_name_error(tiny_tflite, tmp_path):
+    """The fuzz run found it: when TFLM's interpreter raises on a model (here: forced), the runner reports a
+    one-line ModelFileError; it once died in its own error handling (an undefined name)."""
+    from mcuzoo.errors import ModelFileError
+    from mcuzoo.runtime import open_tflite
+
+    runner = open_tflite(tiny_tflite, tmp_path / "m.tflite")
+
+    class Failing:
+        def run(self, x):
+            raise ValueError("zero-dimensional arrays cannot be concatenated")
+
+    runner._tflm = Failing()
+    with pytest.raises(ModelFileError, match="cannot run .*m.tflite: zero-dimensional"):
+        runner.run(np.zeros((1, 8, 8, 3), np.float32))

@@ -21,6 +21,7 @@ prepare falls back to the built-in kernels, with a one-line note on stderr.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .console import captured_output
 from .errors import McuzooError, ModelFileError, first_line
@@ -418,7 +419,7 @@ class TfliteRunner:
         self.workers = default_workers() if workers is None else max(1, int(workers))
         if self.kernels != EXACT:
             self.workers = 1
-        self._pool = None
+        self._pool: Any = None  # a ProcessPoolExecutor once the exact path runs on several workers
         self._batch: int | None = None
         self.fallback_note = ""
         try:
@@ -492,7 +493,7 @@ class TfliteRunner:
             try:
                 return self._tflm.run(x)
             except (ValueError, RuntimeError) as e:
-                raise ModelFileError(f"cannot run {self.path}: {_first_line(e)}") from None
+                raise ModelFileError(f"cannot run {self.path}: {first_line(e)}") from None
         for attempt in (0, 1):
             try:
                 if self._batch != len(x):

@@ -271,7 +271,7 @@ def _progress_callback(epochs: int, steps: int):
 
         def __init__(self):
             super().__init__()
-            self.progress = None
+            self.progress: Any = None  # a rich Progress once an epoch begins
             self.epoch = 0
 
         def on_epoch_begin(self, epoch, logs=None):

@@ -302,7 +302,7 @@ class Split:
             if len(self.images) != len(self.labels):
                 raise ValueError("images and labels differ in length")
         else:
-            self.paths = [str(p) for p in self.paths]
+            self.paths = [str(p) for p in self.paths or ()]
             if len(self.paths) != len(self.labels):
                 raise ValueError("paths and labels differ in length")
             if self.decode is not None:
@@ -400,6 +400,7 @@ class Split:
         import tensorflow as tf
 
         images, labels, shape = self.images, self.labels, self.image_shape
+        assert images is not None, "a split of files has no arrays to gather from"
 
         def gather(idx):
             return images[idx], labels[idx]
