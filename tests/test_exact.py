@@ -231,3 +231,27 @@ def test_card_and_zoo_table_label_the_int8_kernels():
     assert _int8_mark({"top1": 0.5, "kernels": "exact"}) == ""
     assert "not MCU-exact" in _int8_mark({"top1": 0.5, "kernels": "xnnpack"})
     assert "not MCU-exact" in _int8_mark({"top1": 0.5})  # recorded before the runtime was: XNNPACK
+
+
+def test_tflm_runs_in_a_child_and_a_crash_there_is_one_line(tiny_dir):
+    """TFLM's interpreter runs a model in a child process (a pool of one by default): a model that crashes it
+    (a segfault the one-shot probe did not see, as a fuzz case once did) ends in a ModelFileError naming the
+    file, and mcuzoo goes on. The crash is forced here: the pool's process aborts."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mcuzoo import rundir
+    from mcuzoo.errors import ModelFileError
+    from mcuzoo.runtime import open_tflite
+
+    path = tiny_dir / rundir.INT8_TFLITE
+    runner = open_tflite(path.read_bytes(), path)
+    assert runner.engine == "tflm" and runner.workers == 1
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    assert np.array_equal(runner.run(x), tflm_outputs(path, x))
+    assert runner._pool is not None and runner._tflm is None  # it ran in the pool, never in this process
+    runner.close()
+    runner._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=os.abort)
+    with pytest.raises(ModelFileError, match=f"{path.name} crashes TFLM's interpreter"):
+        runner.run(x)

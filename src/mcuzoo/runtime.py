@@ -391,8 +391,8 @@ class _TflmEngine:
 _WORKER: dict = {}
 
 
-def _worker_init(data: bytes, kernels: str, engine: str, arena: int | None) -> None:
-    _WORKER["runner"] = TfliteRunner(data, "model", kernels, workers=1, _checked=True, _engine=(engine, arena))
+def _worker_init(data: bytes, path: str, kernels: str, engine: str, arena: int | None) -> None:
+    _WORKER["runner"] = TfliteRunner(data, path, kernels, workers=1, _checked=True, _engine=(engine, arena))
 
 
 def _worker_run(x):
@@ -419,7 +419,8 @@ class TfliteRunner:
         self.workers = default_workers() if workers is None else max(1, int(workers))
         if self.kernels != EXACT:
             self.workers = 1
-        self._pool: Any = None  # a ProcessPoolExecutor once the exact path runs on several workers
+        self._pool: Any = None  # a ProcessPoolExecutor once the exact path runs on several workers (or on TFLM)
+        self._in_worker = _engine is not None  # a process of that pool: the sandbox itself
         self._batch: int | None = None
         self.fallback_note = ""
         try:
@@ -467,8 +468,6 @@ class TfliteRunner:
                                           f"{', '.join(sorted(ops - REF_EXACT_OPS))}")
                 else:
                     self.engine = "tflm"
-        if self.engine == "tflm":
-            self._tflm = _TflmEngine(self.data, int(self._arena or TFLM_ARENAS[0]))
 
     def _fall_back(self, e: BaseException, quiet: bool = False) -> None:
         self.fallback_note = (f"XNNPACK could not prepare {Path(str(self.path)).name} "
@@ -489,7 +488,9 @@ class TfliteRunner:
         self._batch = n
 
     def _run_here(self, x):
-        if self._tflm is not None:
+        if self.engine == "tflm":
+            if self._tflm is None:
+                self._tflm = _TflmEngine(self.data, int(self._arena or TFLM_ARENAS[0]))
             try:
                 return self._tflm.run(x)
             except (ValueError, RuntimeError) as e:
@@ -509,25 +510,40 @@ class TfliteRunner:
         raise AssertionError("unreachable")
 
     def run(self, x):
-        """The first output of the model for the batch ``x`` (already of the input's dtype)."""
+        """The first output of the model for the batch ``x`` (already of the input's dtype).
+
+        TFLM's interpreter always runs in a child process (a pool of ``workers``): the probe ran the model once
+        on zeros, but a malformed model can still read or write out of bounds, and that must end in a one-line
+        error, not kill mcuzoo (a fuzz case once segfaulted in-process after passing the probe)."""
         import numpy as np
 
-        if self.workers > 1 and len(x) >= 2 * self.workers:
+        sandbox = self.engine == "tflm" and not self._in_worker
+        if sandbox or (self.workers > 1 and len(x) >= 2 * self.workers):
+            from concurrent.futures.process import BrokenProcessPool
+
             if self._pool is None:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
                 self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                                  initializer=_worker_init,
-                                                 initargs=(self.data, self.kernels, self.engine, self._arena))
-            chunks = np.array_split(x, self.workers)
+                                                 initargs=(self.data, str(self.path), self.kernels, self.engine,
+                                                           self._arena))
+            chunks = np.array_split(x, max(1, min(self.workers, len(x))))
             try:
                 return np.concatenate(list(self._pool.map(_worker_run, chunks)))
             except McuzooError:
                 raise
-            except Exception:  # noqa: BLE001 - a broken pool (no processes here): run in this process
+            except BrokenProcessPool:  # the child died: the model crashes the interpreter
+                self.close()
+                if sandbox:
+                    raise ModelFileError(f"{self.path} crashes TFLM's interpreter when it runs: a malformed "
+                                         "model") from None
+                self.workers = 1
+            except Exception:  # noqa: BLE001 - no processes here (a sandbox without fork): run in this process
                 self.close()
                 self.workers = 1
+                self._in_worker = True
         return self._run_here(x)
 
     def close(self) -> None:
