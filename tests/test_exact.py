@@ -234,24 +234,40 @@ def test_card_and_zoo_table_label_the_int8_kernels():
 
 
 def test_tflm_runs_in_a_child_and_a_crash_there_is_one_line(tiny_dir):
-    """TFLM's interpreter runs a model in a child process (a pool of one by default): a model that crashes it
-    (a segfault the one-shot probe did not see, as a fuzz case once did) ends in a ModelFileError naming the
-    file, and mcuzoo goes on. The crash is forced here: the pool's process aborts."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    """TFLM's interpreter runs a model in a child process: a model that crashes it (a segfault the one-shot
+    probe did not see, as a fuzz case once did) ends in a ModelFileError naming the file, and mcuzoo goes on.
+    The crash is forced here: the child gets SIGSEGV."""
+    import signal
 
     from mcuzoo import rundir
     from mcuzoo.errors import ModelFileError
-    from mcuzoo.runtime import open_tflite
+    from mcuzoo.runtime import _TflmChild, open_tflite
 
     path = tiny_dir / rundir.INT8_TFLITE
     runner = open_tflite(path.read_bytes(), path)
     assert runner.engine == "tflm" and runner.workers == 1
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
     assert np.array_equal(runner.run(x), tflm_outputs(path, x))
-    assert runner._pool is not None and runner._tflm is None  # it ran in the pool, never in this process
-    runner.close()
-    runner._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=os.abort)
-    with pytest.raises(ModelFileError, match=f"{path.name} crashes TFLM's interpreter"):
+    assert isinstance(runner._tflm, _TflmChild)  # it ran in the child, never in this process
+    runner._tflm._proc.send_signal(signal.SIGSEGV)
+    with pytest.raises(ModelFileError, match=f"{path.name} crashes TFLM's interpreter .*signal 11"):
         runner.run(x)
+    again = open_tflite(path.read_bytes(), path)  # mcuzoo goes on
+    assert np.array_equal(again.run(x[:1]), tflm_outputs(path, x[:1]))
+    again.close()
+
+
+def test_tflm_child_starts_from_a_script_on_stdin(tiny_dir):
+    """The child is a plain ``python -c``: a user's script read from stdin (no __main__ file that
+    multiprocessing's spawn could re-import) still runs the exact path."""
+    import subprocess
+    import sys
+
+    from mcuzoo import rundir
+
+    path = tiny_dir / rundir.INT8_TFLITE
+    script = ("import numpy as np\nfrom mcuzoo.runtime import open_tflite\n"
+              f"r = open_tflite(open({str(path)!r}, 'rb').read(), 'm.tflite')\n"
+              "print(r.engine, r.run(np.zeros((2, 28, 28, 1), np.uint8)).shape)\n")
+    res = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "tflm (2, 36)" in res.stdout, res.stderr[-2000:]

@@ -388,6 +388,129 @@ class _TflmEngine:
         return np.concatenate(out)
 
 
+_TFLM_CHILD = r"""
+import io, os, struct, sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime as tflm
+proto = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)  # whatever the interpreter prints goes to stderr, not into the answers
+inp = sys.stdin.buffer
+def read(n):
+    b = inp.read(n)
+    if len(b) < n:
+        sys.exit(0)
+    return b
+def answer(status, payload):
+    proto.write(struct.pack("<cQ", status, len(payload)) + payload)
+    proto.flush()
+n, arena = struct.unpack("<QQ", read(16))
+it = tflm.Interpreter.from_bytes(read(n), arena_size=arena)
+while True:
+    (k,) = struct.unpack("<Q", read(8))
+    x = np.load(io.BytesIO(read(k)), allow_pickle=False)
+    try:
+        ys = []
+        for img in x:
+            it.set_input(img[None], 0)
+            it.invoke()
+            ys.append(np.array(it.get_output(0), copy=True))
+        buf = io.BytesIO()
+        np.save(buf, np.concatenate(ys), allow_pickle=False)
+        answer(b"O", buf.getvalue())
+    except Exception as e:
+        answer(b"E", (str(e).strip().splitlines() or [type(e).__name__])[0][:200].encode("utf-8", "replace"))
+"""
+#: Seconds a TFLM child may take per image before it counts as hung (the slowest zoo model runs about 2 images/s
+#: on a loaded 2-core machine), plus a fixed allowance for starting.
+TFLM_SECONDS_PER_IMAGE, TFLM_START_S = 30.0, 120.0
+
+
+class _TflmChild:
+    """TFLM's interpreter in a child process: what mcuzoo's own process uses. The probe ran the model once on
+    zeros, but a malformed model can still read or write out of bounds later (a fuzz case segfaulted in-process
+    after passing it); here a crash or a hang ends in a one-line ModelFileError and mcuzoo goes on. The child is
+    a plain ``python -c`` (not multiprocessing), so it works from any script, notebook or stdin. Batches go
+    over its stdin and answers come back on a pipe of their own, as .npy bytes (no pickle)."""
+
+    def __init__(self, data: bytes, arena: int, path):
+        import struct
+        import subprocess
+        import sys
+
+        self.path = path
+        self._proc = subprocess.Popen([sys.executable, "-c", _TFLM_CHILD], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._send(struct.pack("<QQ", len(data), arena) + data)
+        self._started = False
+
+    def _send(self, b: bytes) -> bool:
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(b)
+            self._proc.stdin.flush()
+            return True
+        except OSError:  # the child has died (BrokenPipeError)
+            return False
+
+    def _read(self, n: int, timeout: float) -> bytes:
+        import os
+        import select
+        import time
+
+        assert self._proc.stdout is not None
+        fd, out, end = self._proc.stdout.fileno(), b"", time.monotonic() + timeout
+        while len(out) < n:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return out  # no answer in time
+            chunk = os.read(fd, n - len(out))
+            if not chunk:
+                return out  # the child has died
+            out += chunk
+        return out
+
+    def _failed(self, timed_out: bool) -> ModelFileError:
+        self.close()
+        code = self._proc.returncode
+        why = ("did not answer in time" if timed_out else
+               f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}")
+        return ModelFileError(f"{self.path} crashes TFLM's interpreter when it runs (its process {why}): a "
+                              "malformed model")
+
+    def run(self, x):
+        import io
+        import struct
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(x), allow_pickle=False)
+        b = buf.getvalue()
+        timeout = TFLM_SECONDS_PER_IMAGE * len(x) + (0.0 if self._started else TFLM_START_S)
+        head = self._read(9, timeout) if self._send(struct.pack("<Q", len(b)) + b) else b""
+        if len(head) < 9:
+            raise self._failed(timed_out=self._proc.poll() is None)
+        status, k = struct.unpack("<cQ", head)
+        payload = self._read(k, timeout)
+        if len(payload) < k:
+            raise self._failed(timed_out=self._proc.poll() is None)
+        self._started = True
+        if status == b"E":
+            raise ValueError(payload.decode("utf-8", "replace"))
+        return np.load(io.BytesIO(payload), allow_pickle=False)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for f in (self._proc.stdin, self._proc.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+
+
 _WORKER: dict = {}
 
 
@@ -413,14 +536,14 @@ class TfliteRunner:
                  _engine: tuple[str, int | None] | None = None):
         self.data, self.path = data, path
         self.engine = ""  # the exact path's: litert-ref or tflm (see ENGINES)
-        self._tflm: _TflmEngine | None = None
+        self._tflm: _TflmEngine | _TflmChild | None = None
         self._arena: int | None = None
         self.kernels = check_runtime(runtime) if runtime != "builtin" else runtime
         self.workers = default_workers() if workers is None else max(1, int(workers))
         if self.kernels != EXACT:
             self.workers = 1
-        self._pool: Any = None  # a ProcessPoolExecutor once the exact path runs on several workers (or on TFLM)
-        self._in_worker = _engine is not None  # a process of that pool: the sandbox itself
+        self._pool: Any = None  # a ProcessPoolExecutor once the exact path runs on several workers
+        self._in_worker = _engine is not None  # a process of that pool (TFLM may run in it directly)
         self._batch: int | None = None
         self.fallback_note = ""
         try:
@@ -489,8 +612,9 @@ class TfliteRunner:
 
     def _run_here(self, x):
         if self.engine == "tflm":
-            if self._tflm is None:
-                self._tflm = _TflmEngine(self.data, int(self._arena or TFLM_ARENAS[0]))
+            if self._tflm is None:  # in a pool's process, here; from mcuzoo's own process, in a child
+                arena = int(self._arena or TFLM_ARENAS[0])
+                self._tflm = _TflmEngine(self.data, arena) if self._in_worker else _TflmChild(self.data, arena, self.path)
             try:
                 return self._tflm.run(x)
             except (ValueError, RuntimeError) as e:
@@ -510,17 +634,10 @@ class TfliteRunner:
         raise AssertionError("unreachable")
 
     def run(self, x):
-        """The first output of the model for the batch ``x`` (already of the input's dtype).
-
-        TFLM's interpreter always runs in a child process (a pool of ``workers``): the probe ran the model once
-        on zeros, but a malformed model can still read or write out of bounds, and that must end in a one-line
-        error, not kill mcuzoo (a fuzz case once segfaulted in-process after passing the probe)."""
+        """The first output of the model for the batch ``x`` (already of the input's dtype)."""
         import numpy as np
 
-        sandbox = self.engine == "tflm" and not self._in_worker
-        if sandbox or (self.workers > 1 and len(x) >= 2 * self.workers):
-            from concurrent.futures.process import BrokenProcessPool
-
+        if self.workers > 1 and len(x) >= 2 * self.workers:
             if self._pool is None:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
@@ -529,27 +646,23 @@ class TfliteRunner:
                                                  initializer=_worker_init,
                                                  initargs=(self.data, str(self.path), self.kernels, self.engine,
                                                            self._arena))
-            chunks = np.array_split(x, max(1, min(self.workers, len(x))))
+            chunks = np.array_split(x, self.workers)
             try:
                 return np.concatenate(list(self._pool.map(_worker_run, chunks)))
             except McuzooError:
                 raise
-            except BrokenProcessPool:  # the child died: the model crashes the interpreter
-                self.close()
-                if sandbox:
-                    raise ModelFileError(f"{self.path} crashes TFLM's interpreter when it runs: a malformed "
-                                         "model") from None
-                self.workers = 1
-            except Exception:  # noqa: BLE001 - no processes here (a sandbox without fork): run in this process
+            except Exception:  # noqa: BLE001 - a broken pool (no processes here, or one died): run from here
                 self.close()
                 self.workers = 1
-                self._in_worker = True
         return self._run_here(x)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if isinstance(self._tflm, _TflmChild):
+            self._tflm.close()
+            self._tflm = None
 
     def __del__(self):
         try:
