@@ -440,6 +440,7 @@ class _TflmChild:
         self.path = path
         self._proc = subprocess.Popen([sys.executable, "-c", _TFLM_CHILD], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._died = False
         self._send(struct.pack("<QQ", len(data), arena) + data)
         self._started = False
 
@@ -450,6 +451,7 @@ class _TflmChild:
             self._proc.stdin.flush()
             return True
         except OSError:  # the child has died (BrokenPipeError)
+            self._died = True
             return False
 
     def _read(self, n: int, timeout: float) -> bytes:
@@ -465,11 +467,18 @@ class _TflmChild:
                 return out  # no answer in time
             chunk = os.read(fd, n - len(out))
             if not chunk:
+                self._died = True
                 return out  # the child has died
             out += chunk
         return out
 
-    def _failed(self, timed_out: bool) -> ModelFileError:
+    def _failed(self) -> ModelFileError:
+        timed_out = not self._died
+        if self._died:
+            try:
+                self._proc.wait(timeout=10)  # its exit status, once the system has it
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: reported as it is
+                pass
         self.close()
         code = self._proc.returncode
         why = ("did not answer in time" if timed_out else
@@ -489,11 +498,11 @@ class _TflmChild:
         timeout = TFLM_SECONDS_PER_IMAGE * len(x) + (0.0 if self._started else TFLM_START_S)
         head = self._read(9, timeout) if self._send(struct.pack("<Q", len(b)) + b) else b""
         if len(head) < 9:
-            raise self._failed(timed_out=self._proc.poll() is None)
+            raise self._failed()
         status, k = struct.unpack("<cQ", head)
         payload = self._read(k, timeout)
         if len(payload) < k:
-            raise self._failed(timed_out=self._proc.poll() is None)
+            raise self._failed()
         self._started = True
         if status == b"E":
             raise ValueError(payload.decode("utf-8", "replace"))
