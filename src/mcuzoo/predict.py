@@ -125,16 +125,13 @@ def load_image(path: str | Path, image_shape: tuple[int, int, int], interpolatio
     from .data.images import inspect_file
 
     path = Path(path)
-    problem = inspect_file(str(path)).error  # the dataset loader's checks: lying headers, bombs, broken JPEGs
+    # the dataset loader's checks, from the header where it can: lying sizes, images over Pillow's pixel limit
+    # (below twice it Pillow only warns), broken JPEGs
+    problem = inspect_file(str(path)).error
     if problem:
         raise DataError(f"{path} {problem}")
-    limit = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit (None: no limit)
     try:
-        with Image.open(path) as im:  # reads the header only
-            width, height = im.size
-            if limit and width * height > limit:  # Pillow only warns below twice its limit: refuse before decoding
-                raise DataError(f"{path} is too large to decode ({width}x{height} pixels, "
-                                f"more than the {limit:,} of PIL.Image.MAX_IMAGE_PIXELS)")
+        with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later
             try:
                 im = ImageOps.exif_transpose(im)  # type: ignore[assignment]  # an Image, no longer the file

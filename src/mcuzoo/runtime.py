@@ -391,9 +391,10 @@ class _TflmEngine:
 _TFLM_CHILD = r"""
 import io, os, struct, sys
 import numpy as np
-from tflite_micro.python.tflite_micro import runtime as tflm
 proto = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)  # whatever the interpreter prints goes to stderr, not into the answers
+from mcuzoo.errors import first_line
+from mcuzoo.runtime import _TflmEngine
 inp = sys.stdin.buffer
 def read(n):
     b = inp.read(n)
@@ -404,21 +405,16 @@ def answer(status, payload):
     proto.write(struct.pack("<cQ", status, len(payload)) + payload)
     proto.flush()
 n, arena = struct.unpack("<QQ", read(16))
-it = tflm.Interpreter.from_bytes(read(n), arena_size=arena)
+engine = _TflmEngine(read(n), arena)
 while True:
     (k,) = struct.unpack("<Q", read(8))
     x = np.load(io.BytesIO(read(k)), allow_pickle=False)
     try:
-        ys = []
-        for img in x:
-            it.set_input(img[None], 0)
-            it.invoke()
-            ys.append(np.array(it.get_output(0), copy=True))
         buf = io.BytesIO()
-        np.save(buf, np.concatenate(ys), allow_pickle=False)
+        np.save(buf, engine.run(x), allow_pickle=False)
         answer(b"O", buf.getvalue())
     except Exception as e:
-        answer(b"E", (str(e).strip().splitlines() or [type(e).__name__])[0][:200].encode("utf-8", "replace"))
+        answer(b"E", first_line(e).encode("utf-8", "replace"))
 """
 #: Seconds a TFLM child may take per image before it counts as hung (the slowest zoo model runs about 2 images/s
 #: on a loaded 2-core machine), plus a fixed allowance for starting.
