@@ -13,7 +13,7 @@ from mcuzoo.data import Dataset, Split, load_dataset, load_eval_split
 from mcuzoo.data.splits import cap_per_class, stratified_split
 from mcuzoo.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
 
 
 # ---------------------------------------------------------------------------
@@ -410,7 +410,7 @@ def test_in_memory_pipeline():
 
 
 def _shared(name: str) -> Path:
-    p = SHARED / name
+    p = SHARED_DATA / name
     if not p.is_dir():
         pytest.skip(f"{p} not available")
     return p
