@@ -413,3 +413,16 @@ def test_quantize_verb_refreshes_the_card(run_copy, capsys):
     assert "Int8 (ONNX QDQ)" in acc and "model_qdq_int8.onnx" in acc
     assert "model card refreshed" in capsys.readouterr().err
     assert not (run_copy / rundir.LOCK_NAME).exists()
+
+
+def test_card_names_the_run_of_a_renamed_folder(tiny_run, tmp_path):
+    """A zoo folder (renamed from the run's) still names the run its config made; a run's own folder (tiny,
+    tiny2, ...) names itself."""
+    assert "artifacts of the run `tiny`" in render_card(tiny_run)
+    zoo_folder = tmp_path / "shapes_32"
+    shutil.copytree(tiny_run, zoo_folder)
+    text = render_card(zoo_folder)
+    assert "artifacts of the run `tiny`" in text and "run `shapes_32`" not in text
+    again = tmp_path / "tiny2"
+    shutil.copytree(tiny_run, again)
+    assert "artifacts of the run `tiny2`" in render_card(again)

@@ -26,8 +26,8 @@ def reproduce(ctx: Context) -> str:
         "```bash\n"
         f"mcuzoo run {rundir.CONFIG}\n"
         "```\n\n"
-        f"runs its stages again ({what}){where}.{path_note} A relative `output_dir` is also taken from the "
-        "folder the command runs in. Training is seeded; float results can still differ slightly across "
+        f"runs its stages again ({what}){where}.{path_note} A relative `output_dir` is taken from the folder "
+        "the command runs in. Training is seeded; float results can still differ slightly across "
         "machines and TensorFlow versions." + _initial_weights_note(ctx) + _extras_note(ctx)
     )
 
