@@ -178,6 +178,14 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert col["TFLM arena"] == f"{a['tflm_arena_bytes'] / 1024:.2f} KiB" != col["activation RAM"]
     with pytest.raises(Exception, match="not a finished run"):
         zoo.add(tmp_path, tmp_path / "zoo")
+    # the maintainers' notes after the marker survive a rewrite; the table above it is regenerated
+    readme = tmp_path / "zoo" / "README.md"
+    notes = f"{zoo.NOTES_MARKER}\n\n## Goals\n\n| model | goal |\n| --- | --- |\n| x | met |\n"
+    readme.write_text(table.replace("| [st_mnist_v1]", "| [stale]") + "\n" + notes)
+    zoo.index(tmp_path / "zoo")
+    again = readme.read_text()
+    assert again.endswith(notes) and again.count(zoo.NOTES_MARKER) == 1
+    assert "| [stale]" not in again and again[: again.index(zoo.NOTES_MARKER)].rstrip("\n") == table.rstrip("\n")
 
 
 def _h5_groups(keras_file) -> list[str]:

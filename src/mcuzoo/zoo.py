@@ -239,8 +239,24 @@ def _row_of(m: dict, a: dict, folder: Path, zoo_dir: Path) -> dict:
     }
 
 
+#: The line of zoo/README.md after which the maintainers' own notes (goals, how far long runs got) begin:
+#: :func:`index` rewrites everything above it and keeps the rest as it is.
+NOTES_MARKER = "<!-- notes below: kept as written by `mcuzoo zoo index` -->"
+
+
+def _kept_notes(readme: Path) -> str:
+    """The marker line and everything after it in an existing zoo/README.md, else ''."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    at = text.find(NOTES_MARKER)
+    return "\n" + text[at:].rstrip("\n") + "\n" if at >= 0 else ""
+
+
 def index(zoo_dir: str | Path = "zoo") -> Path:
-    """Rewrite zoo/README.md from the folders' metrics.json and analysis.json."""
+    """Rewrite zoo/README.md from the folders' metrics.json and analysis.json; the notes after
+    :data:`NOTES_MARKER` stay as they are."""
     zoo_dir = Path(zoo_dir)
     rows = [r for f in sorted(p.parent for p in zoo_dir.glob("*/*/metrics.json")) if (r := _row(f, zoo_dir))]
     lines = [
@@ -273,7 +289,8 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
         )
     if not rows:
         lines.append("| (no models yet) | | | | | | | | | | | | |")
-    return rundir.write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
+    readme = zoo_dir / "README.md"
+    return rundir.write_text(readme, "\n".join(lines) + "\n" + _kept_notes(readme))
 
 
 def register_cli(sub) -> None:

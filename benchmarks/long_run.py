@@ -1,0 +1,186 @@
+"""Keep the cards' long training runs (issue #17) going across sessions.
+
+A session ends after at most three hours and kills what is still running, so a recipe of 1000
+epochs runs in pieces: each session resumes it from the state committed in
+``benchmarks/long_runs/NAME/`` and, before it ends, saves the newest state back there for the
+next one. This script does those steps the same way every time:
+
+    python benchmarks/long_run.py status              # every committed run and its live copy
+    python benchmarks/long_run.py start CONFIG [key=value ...]   # a new run, in the background
+    python benchmarks/long_run.py resume NAME         # continue from the committed state
+    python benchmarks/long_run.py stop [NAME]         # Ctrl-C the runs; they stop after an epoch
+    python benchmarks/long_run.py save NAME           # the live state -> benchmarks/long_runs/NAME
+
+Live runs lie in ``--work`` (default ``/work/longrun_runs``, outside the checkout), each logging
+to ``WORK/NAME.log``. ``save`` copies what ``mcuzoo run --resume`` needs (config.yaml,
+model_info.json, training_log.csv, the best float_model.keras, checkpoints/state.json and the one
+checkpoint it names) and deletes older checkpoints from the committed copy; ``git add -A
+benchmarks/long_runs`` then commits it. Nothing here trains: every run is ``mcuzoo run``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "benchmarks" / "long_runs"
+STATE_FILES = ("config.yaml", "model_info.json", "training_log.csv", "float_model.keras")
+
+
+def _state(run: Path) -> dict | None:
+    p = run / "checkpoints" / "state.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pids(run: Path) -> list[int]:
+    """Processes running ``mcuzoo run`` on ``run``: the one in ``WORK/NAME.pid`` while it lives, and any
+    whose command line names the run directory (a run resumed by hand)."""
+    out = []
+    try:
+        pid = int((run.parent / f"{run.name}.pid").read_text())
+        if b"mcuzoo" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            out.append(pid)
+    except (OSError, ValueError):
+        pass
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv if a]
+        if "run" in text and any(a.rstrip("/") == str(run) for a in text) and int(proc.name) not in out:
+            out.append(int(proc.name))
+    return out
+
+
+def _describe(name: str, run: Path) -> str:
+    st = _state(run)
+    if st is None:
+        return f"{name}: no checkpoints/state.json in {run}"
+    running = " (running, pid " + ",".join(map(str, _pids(run))) + ")" if _pids(run) else ""
+    return (f"{name}: epoch {st['epoch']}, best validation {100 * st['best_val_accuracy']:.2f} % at epoch "
+            f"{st['best_epoch']}, lr {st['learning_rate']:g}, {st['seconds'] / 3600:.2f} h trained"
+            f"{', stopped early' if st.get('stopped_early') else ''} - {run}{running}")
+
+
+def status(work: Path) -> int:
+    names = sorted({p.name for p in COMMITTED.iterdir() if p.is_dir()}
+                   | ({p.name for p in work.iterdir() if p.is_dir()} if work.is_dir() else set()))
+    for name in names:
+        for where, base in (("committed", COMMITTED), ("live", work)):
+            if (base / name).is_dir():
+                print(f"{where:9} {_describe(name, base / name)}")
+    return 0
+
+
+def _launch(work: Path, name: str, argv: list[str]) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / f"{name}.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(argv, cwd=work, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    (work / f"{name}.pid").write_text(f"{proc.pid}\n")
+    print(f"started pid {proc.pid}: {' '.join(argv)}\nlog: {log}")
+    return 0
+
+
+def start(work: Path, config: str, overrides: list[str]) -> int:
+    name = None
+    for line in Path(config).read_text().splitlines():  # the run's name, for its log file
+        if line.startswith("name:"):
+            name = line.split(":", 1)[1].split("#")[0].strip()
+    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("name=")), name) or Path(config).stem
+    return _launch(work, name, ["mcuzoo", "run", str(Path(config).resolve()), f"output_dir={work}", *overrides])
+
+
+def resume(work: Path, name: str) -> int:
+    live, kept = work / name, COMMITTED / name
+    st_live, st_kept = _state(live), _state(kept)
+    if st_kept is None and st_live is None:
+        print(f"long_run: error: no state for {name} in {kept} or {live}", file=sys.stderr)
+        return 1
+    if _pids(live):
+        print(f"long_run: error: {name} is already running (pid {_pids(live)})", file=sys.stderr)
+        return 1
+    if st_kept is not None and (st_live is None or st_live["epoch"] < st_kept["epoch"]):
+        if live.exists():
+            shutil.rmtree(live)
+        shutil.copytree(kept, live)
+        print(f"copied the committed state (epoch {st_kept['epoch']}) to {live}")
+    return _launch(work, name, ["mcuzoo", "run", "--resume", str(live)])
+
+
+def stop(work: Path, name: str | None) -> int:
+    runs = [work / name] if name else [p for p in work.iterdir() if p.is_dir()] if work.is_dir() else []
+    pids = {pid: run for run in runs for pid in _pids(run)}
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+    deadline = time.time() + 600  # the epoch under way finishes, is checkpointed, then the run exits
+    while pids and time.time() < deadline:
+        pids = {p: r for p, r in pids.items() if Path(f"/proc/{p}").exists()}
+        time.sleep(2)
+    for run in runs:
+        print(_describe(run.name, run))
+    return 0 if not pids else 1
+
+
+def save(work: Path, name: str) -> int:
+    live, kept = work / name, COMMITTED / name
+    st = _state(live)
+    if st is None:
+        print(f"long_run: error: no checkpoints/state.json in {live}", file=sys.stderr)
+        return 1
+    if _pids(live):
+        print(f"long_run: error: {name} is still running: stop it first", file=sys.stderr)
+        return 1
+    (kept / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for f in STATE_FILES:
+        if (live / f).is_file():
+            shutil.copy2(live / f, kept / f)
+    ckpt = st["checkpoint"]
+    shutil.copy2(live / "checkpoints" / ckpt, kept / "checkpoints" / ckpt)
+    shutil.copy2(live / "checkpoints" / "state.json", kept / "checkpoints" / "state.json")
+    for old in (kept / "checkpoints").glob("epoch_*.keras"):
+        if old.name != ckpt:
+            old.unlink()
+    print(f"saved {_describe(name, kept)}\nnext: git add -A {kept.relative_to(REPO)}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/work/longrun_runs"), help="where the live runs lie")
+    sub = ap.add_subparsers(dest="verb", required=True)
+    sub.add_parser("status")
+    p = sub.add_parser("start")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    for verb in ("resume", "save"):
+        sub.add_parser(verb).add_argument("name")
+    sub.add_parser("stop").add_argument("name", nargs="?")
+    a = ap.parse_args()
+    work = a.work.resolve()
+    if a.verb == "status":
+        return status(work)
+    if a.verb == "start":
+        return start(work, a.config, a.overrides)
+    if a.verb == "resume":
+        return resume(work, a.name)
+    if a.verb == "stop":
+        return stop(work, a.name)
+    return save(work, a.name)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
