@@ -8,7 +8,7 @@ next one. This script does those steps the same way every time:
     python benchmarks/long_run.py status              # every committed run and its live copy
     python benchmarks/long_run.py start CONFIG [key=value ...]   # a new run, in the background
     python benchmarks/long_run.py resume NAME         # continue from the committed state
-    python benchmarks/long_run.py stop [NAME]         # Ctrl-C the runs; they stop after an epoch
+    python benchmarks/long_run.py stop [NAME]         # Ctrl-C the runs: the epoch under way is dropped
     python benchmarks/long_run.py save NAME           # the live state -> benchmarks/long_runs/NAME
 
 Live runs lie in ``--work`` (default ``/work/longrun_runs``, outside the checkout), each logging
@@ -126,7 +126,7 @@ def stop(work: Path, name: str | None) -> int:
     pids = {pid: run for run in runs for pid in _pids(run)}
     for pid in pids:
         os.kill(pid, signal.SIGINT)
-    deadline = time.time() + 600  # the epoch under way finishes, is checkpointed, then the run exits
+    deadline = time.time() + 600  # the run exits at once; its last checkpoint is the last whole epoch
     while pids and time.time() < deadline:
         pids = {p: r for p, r in pids.items() if Path(f"/proc/{p}").exists()}
         time.sleep(2)
