@@ -3,18 +3,26 @@
 ``mcuzoo zoo add RUN_DIR`` copies a finished run's artifacts (models, config,
 metrics, analysis, card, plots) into ``zoo/<model>/<dataset>_<resolution>/``;
 ``mcuzoo zoo index`` rewrites ``zoo/README.md``, a table of every model with its
-accuracy, footprint and latency estimate, read from each folder's JSON files.
+accuracy, footprint and latency estimate, read from each folder's JSON files;
+``mcuzoo zoo compare RUN_DIR ZOO_FOLDER`` says whether a new run may replace a zoo
+model: a zoo model is replaced only when the new one scores higher on validation.
 """
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import rundir
 from .errors import McuzooError
 from .quantization.mixed import MIXED_GLOB
 from .quantization.qat import QAT_MODEL
+
+if TYPE_CHECKING:
+    from .models.scoring import PairedDifference
 
 PUBLISHED = (
     rundir.CONFIG, rundir.MODEL_INFO, rundir.FLOAT_MODEL, rundir.INT8_TFLITE, rundir.METRICS, rundir.ANALYSIS,
@@ -293,6 +301,89 @@ def index(zoo_dir: str | Path = "zoo") -> Path:
     return rundir.write_text(readme, "\n".join(lines) + "\n" + _kept_notes(readme))
 
 
+@dataclass
+class Comparison:
+    """Two runs' float models on the validation images neither trained on (:func:`compare`)."""
+
+    shared: int  # validation images of both runs
+    new_top1: float
+    old_top1: float
+    diff: "PairedDifference"  # new minus old
+    new_val: int  # each run's own validation split, for the record
+    old_val: int
+    same_test: bool  # both runs hold out the same test images
+
+    @property
+    def replace(self) -> bool:
+        return self.new_top1 > self.old_top1
+
+    def lines(self, new: Path, old: Path) -> list[str]:
+        d = self.diff
+        verdict = ("replace: the new model scores higher" if self.replace
+                   else "keep the zoo model: the new one does not score higher")
+        out = [f"{self.shared} validation images held out from both runs (of {self.new_val} in {new} and "
+               f"{self.old_val} in {old}); float top-1:",
+               f"  new  {100 * self.new_top1:6.2f} %  {new}", f"  zoo  {100 * self.old_top1:6.2f} %  {old}",
+               f"  new - zoo {100 * d.diff:+.2f} +- {100 * d.se:.2f} points (paired: {d.b_only} images only the new "
+               f"model gets right, {d.a_only} only the zoo's)", verdict]
+        if not self.same_test:
+            out.append("note: the two runs hold out different test images: their test figures do not compare")
+        return out
+
+
+def compare(run_dir: str | Path, zoo_folder: str | Path) -> Comparison:
+    """Score the float models of a new run and of a zoo folder on the same images: the validation images of
+    both runs (neither model trained on them; each run chose its model on them; the test split takes no part),
+    each model with its own preprocessing. Runs whose validation splits differ (another ``validation_split``)
+    still share some images; runs on in-memory data (EMNIST) cannot be matched image by image and are refused.
+    """
+    from .config import load_config
+    from .data.loading import load_run_dataset
+    from .models.scoring import evaluate_model, paired_difference
+    from .rundir import read_model_info
+
+    runs = []
+    for folder in (Path(run_dir), Path(zoo_folder)):
+        for name in (rundir.CONFIG, rundir.FLOAT_MODEL):
+            if not (folder / name).is_file():
+                raise McuzooError(f"{folder} has no {name}: not a run directory or zoo folder")
+        cfg = load_config(folder / rundir.CONFIG)
+        ds = load_run_dataset(cfg)
+        if ds.val.paths is None:
+            raise McuzooError(f"{folder}: its {cfg.dataset.name} images are in memory, not files: the validation "
+                              "images of two runs cannot be matched")
+        runs.append((folder, cfg, ds))
+    (_, _, new_ds), (_, _, old_ds) = runs
+    if list(new_ds.class_names) != list(old_ds.class_names):
+        raise McuzooError(f"{run_dir} and {zoo_folder} have different classes: their models do not compare")
+    keys = [[os.path.realpath(p) for p in ds.val.paths] for _, _, ds in runs]
+    shared = sorted(set(keys[0]) & set(keys[1]))
+    if not shared:
+        raise McuzooError(f"no validation image is held out from both {run_dir} and {zoo_folder}")
+    correct = []
+    for (folder, cfg, ds), k in zip(runs, keys):
+        at = {p: i for i, p in enumerate(k)}
+        model = folder / rundir.FLOAT_MODEL
+        info = read_model_info(model)
+        rescale, offset = (info.rescale, info.offset) if info else (cfg.preprocessing.rescale, cfg.preprocessing.offset)
+        res = evaluate_model(model, ds.val.subset([at[p] for p in shared]), list(ds.class_names), rescale, offset,
+                             cfg.evaluation.batch_size)
+        correct.append(res.correct)
+    tests = [{os.path.realpath(p) for p in ds.test.paths or []} if ds.test is not None else set() for _, _, ds in runs]
+    n_new, n_old = (int(c.sum()) for c in correct)
+    return Comparison(len(shared), n_new / len(shared), n_old / len(shared), paired_difference(correct[1], correct[0]),
+                      len(new_ds.val), len(old_ds.val), tests[0] == tests[1])
+
+
+def _compare_cli(args) -> int:
+    from .console import print_out
+
+    c = compare(args.run_dir, args.zoo_folder)
+    for line in c.lines(Path(args.run_dir), Path(args.zoo_folder)):
+        print_out(line)
+    return 0
+
+
 def register_cli(sub) -> None:
     z = sub.add_parser("zoo", help="publish a run into the model zoo, or rewrite the zoo's index")
     zsub = z.add_subparsers(dest="zoo_verb", metavar="ZOO_VERB")
@@ -304,3 +395,8 @@ def register_cli(sub) -> None:
     i = zsub.add_parser("index", help="rewrite zoo/README.md from the folders' JSON files")
     i.add_argument("--zoo", default="zoo")
     i.set_defaults(fn=lambda args: print(index(args.zoo)) or 0)
+    c = zsub.add_parser("compare", help="score a new run and a zoo model on the validation images of both: "
+                                        "replace the zoo model only when the new one scores higher")
+    c.add_argument("run_dir")
+    c.add_argument("zoo_folder")
+    c.set_defaults(fn=_compare_cli)
