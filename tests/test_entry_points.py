@@ -307,7 +307,7 @@ def _leftovers(d: Path) -> None:
 
 #: commands that work on a run without reading its metrics.json: quantize (float model, config) and resume
 #: (training state; the run's stages rewrite metrics.json)
-NEEDS_NO_METRICS = (("quantize", "any"), ("resume", "any"), ("export run", "any"))
+NEEDS_NO_METRICS = (("quantize", "any"), ("resume", "any"), ("export run", "any"), ("zoo compare", "any"))
 
 RUNS = [
     Hostile("non-finite", "metrics.json holds NaN", lambda b, t: _run_copy(b, t, _edit_json(
@@ -381,6 +381,7 @@ ENTRY_POINTS = {
     "data preview": ["data", "preview", "{config}", "--out", "{out}/p.png", "--n", "4", "--seed", "0"],
     "zoo add": ["zoo", "add", "{run}", "--zoo", "{zoo}"],
     "zoo index": ["zoo", "index", "--zoo", "{zoo}"],
+    "zoo compare": ["zoo", "compare", "{run}", "{run}"],
     "run": ["run", "{config}", "output_dir={out}", "training.epochs=1", "stages=[train]"],
     "resume": ["run", "--resume", "{run}"],
     "export run": ["export", "{run}", "--out", "{out}"],

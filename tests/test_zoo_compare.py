@@ -77,11 +77,14 @@ def test_compare_refuses_what_does_not_compare(photos, tmp_path, capsys):
     new, _ = constant_run(tmp_path / "new", photos, "bar", 0.3)
     with pytest.raises(McuzooError, match="has no config.yaml: not a run directory"):
         zoo.compare(new, tmp_path)
-    other = tmp_path / "other"
-    _, cfg = constant_run(other, photos, "bar", 0.3)
-    (other / rundir.CONFIG).write_text(config_to_yaml(load_config(None, ["dataset.name=glyphs36"])))
-    with pytest.raises(McuzooError, match="in memory"):
-        zoo.compare(new, other)
+    a, b = constant_run(tmp_path / "a", photos, "bar", 0.3)[0], constant_run(tmp_path / "b", photos, "bar", 0.3)[0]
+    for folder, split in ((a, 0.1), (b, 0.2)):  # images in memory, split two ways: nothing to match them by
+        (folder / rundir.CONFIG).write_text(config_to_yaml(load_config(None, [
+            "dataset.name=glyphs36", f"dataset.validation_split={split}", "dataset.samples_per_class=10"])))
+    with pytest.raises(McuzooError, match="cannot be matched"):
+        zoo.compare(a, b)
+    with pytest.raises(McuzooError, match="different classes"):
+        zoo.compare(new, a)
     assert main(["zoo", "compare", str(new), str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("mcuzoo: error:") and len(err.strip().splitlines()) == 1

@@ -334,8 +334,9 @@ class Comparison:
 def compare(run_dir: str | Path, zoo_folder: str | Path) -> Comparison:
     """Score the float models of a new run and of a zoo folder on the same images: the validation images of
     both runs (neither model trained on them; each run chose its model on them; the test split takes no part),
-    each model with its own preprocessing. Runs whose validation splits differ (another ``validation_split``)
-    still share some images; runs on in-memory data (EMNIST) cannot be matched image by image and are refused.
+    each model with its own preprocessing. Image files are matched by path, so runs whose validation splits
+    differ (another ``validation_split``) still share some images; images in memory (EMNIST, built-in data)
+    only when both runs read the same data the same way (equal ``dataset`` sections: the same splits).
     """
     from .config import load_config
     from .data.loading import load_run_dataset
@@ -348,15 +349,17 @@ def compare(run_dir: str | Path, zoo_folder: str | Path) -> Comparison:
             if not (folder / name).is_file():
                 raise McuzooError(f"{folder} has no {name}: not a run directory or zoo folder")
         cfg = load_config(folder / rundir.CONFIG)
-        ds = load_run_dataset(cfg)
-        if ds.val.paths is None:
-            raise McuzooError(f"{folder}: its {cfg.dataset.name} images are in memory, not files: the validation "
-                              "images of two runs cannot be matched")
-        runs.append((folder, cfg, ds))
-    (_, _, new_ds), (_, _, old_ds) = runs
+        runs.append((folder, cfg, load_run_dataset(cfg)))
+    (_, new_cfg, new_ds), (_, old_cfg, old_ds) = runs
     if list(new_ds.class_names) != list(old_ds.class_names):
         raise McuzooError(f"{run_dir} and {zoo_folder} have different classes: their models do not compare")
-    keys = [[os.path.realpath(p) for p in ds.val.paths] for _, _, ds in runs]
+    if new_ds.val.paths is not None and old_ds.val.paths is not None:
+        keys = [[os.path.realpath(p) for p in ds.val.paths or []] for _, _, ds in runs]
+    elif new_cfg.dataset == old_cfg.dataset and len(new_ds.val) == len(old_ds.val):
+        keys = [list(map(str, range(len(new_ds.val))))] * 2  # the same data, split the same way
+    else:
+        raise McuzooError(f"{run_dir} and {zoo_folder} hold their images in memory and read them differently "
+                          "(their dataset sections differ): their validation images cannot be matched")
     shared = sorted(set(keys[0]) & set(keys[1]))
     if not shared:
         raise McuzooError(f"no validation image is held out from both {run_dir} and {zoo_folder}")
