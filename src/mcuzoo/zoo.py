@@ -371,6 +371,7 @@ def compare(run_dir: str | Path, zoo_folder: str | Path) -> Comparison:
         rescale, offset = (info.rescale, info.offset) if info else (cfg.preprocessing.rescale, cfg.preprocessing.offset)
         res = evaluate_model(model, ds.val.subset([at[p] for p in shared]), list(ds.class_names), rescale, offset,
                              cfg.evaluation.batch_size)
+        assert res.correct is not None  # evaluate_model always fills it
         correct.append(res.correct)
     tests = [{os.path.realpath(p) for p in ds.test.paths or []} if ds.test is not None else set() for _, _, ds in runs]
     n_new, n_old = (int(c.sum()) for c in correct)
