@@ -426,3 +426,23 @@ def test_card_names_the_run_of_a_renamed_folder(tiny_run, tmp_path):
     again = tmp_path / "tiny2"
     shutil.copytree(tiny_run, again)
     assert "artifacts of the run `tiny2`" in render_card(again)
+
+
+def test_card_says_when_the_recipes_schedule_was_cut(run_copy):
+    import yaml
+
+    cfg = yaml.safe_load((run_copy / rundir.CONFIG).read_text())
+    epochs = cfg["training"]["epochs"]
+    tr = section(write_card(run_copy).read_text(encoding="utf-8"), "## Training")
+    assert "recipe's schedule" not in tr
+    cfg["training"]["recipe_epochs"] = 1000
+    (run_copy / rundir.CONFIG).write_text(yaml.safe_dump(cfg))
+    tr = section(write_card(run_copy).read_text(encoding="utf-8"), "## Training")
+    assert row_value(tr, "Epochs").endswith(f"the recipe's schedule is 1000 epochs, cut to {epochs} to fit the "
+                                            "machine** (`training.recipe_epochs`)")
+
+
+def test_recipe_epochs_cannot_be_shorter_than_epochs():
+    with pytest.raises(McuzooError, match="recipe_epochs"):
+        load_config(None, ["training.epochs=50", "training.recipe_epochs=40"])
+    assert load_config(None, ["training.epochs=50", "training.recipe_epochs=1000"]).training.recipe_epochs == 1000

@@ -134,6 +134,9 @@ class ClusterConfig(_Section):
 
 class TrainingConfig(_Section):
     epochs: int = Field(20, ge=1, le=100_000, description="at most this many epochs")
+    recipe_epochs: Optional[int] = Field(None, ge=1, le=100_000,
+        description="the schedule of the recipe this run follows, where epochs cuts it to fit the machine "
+                    "(the card says so)")
     batch_size: int = Field(64, ge=1, le=65_536, description="images per step (per replica)")
     optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="sgd has momentum 0.9")
     learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="initial (plateau) or peak (cosine) learning rate")
@@ -157,6 +160,9 @@ class TrainingConfig(_Section):
 
     @model_validator(mode="after")
     def _schedule(self):
+        if self.recipe_epochs is not None and self.recipe_epochs < self.epochs:
+            raise ValueError(f"recipe_epochs ({self.recipe_epochs}) is the recipe's schedule, which epochs "
+                             f"({self.epochs}) cuts: it cannot be shorter")
         sch = self.lr_schedule
         if sch.name == "cosine":
             if sch.warmup_epochs >= self.epochs:

@@ -79,6 +79,9 @@ def _epoch_rows(t: dict, tm: dict) -> list[list[str]]:
         epochs += f" (at most {t['epochs']})"
     if tm.get("stopped_early"):
         epochs += ", stopped early"
+    if t.get("recipe_epochs") is not None and t.get("epochs") is not None and t["recipe_epochs"] > t["epochs"]:
+        epochs += (f"; **the recipe's schedule is {t['recipe_epochs']} epochs, cut to {t['epochs']} to fit the "
+                   "machine** (`training.recipe_epochs`)")
     rows = [["Epochs", epochs]]
     if tm.get("best_epoch") is not None:
         best = f"{tm['best_epoch']}"
