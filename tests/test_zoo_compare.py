@@ -71,6 +71,10 @@ def test_compare_scores_both_on_the_validation_images_of_both(photos, tmp_path, 
     out = capsys.readouterr().out
     assert f"{len(labels)} validation images held out from both runs" in out and out.rstrip().endswith(
         "replace: the new model scores higher")
+    assert main(["zoo", "compare", str(old), str(new), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["replace"] is False and res["shared_validation_images"] == len(labels)
+    assert res["paired"]["a_only"] == labels.count(0) and res["zoo_top1"] == round(labels.count(0) / len(labels), 6)
 
 
 def test_compare_refuses_what_does_not_compare(photos, tmp_path, capsys):

@@ -317,6 +317,11 @@ class Comparison:
     def replace(self) -> bool:
         return self.new_top1 > self.old_top1
 
+    def to_json(self) -> dict:
+        return {"shared_validation_images": self.shared, "new_top1": round(self.new_top1, 6),
+                "zoo_top1": round(self.old_top1, 6), "paired": self.diff.to_json(), "new_validation_images": self.new_val,
+                "zoo_validation_images": self.old_val, "same_test_images": self.same_test, "replace": self.replace}
+
     def lines(self, new: Path, old: Path) -> list[str]:
         d = self.diff
         verdict = ("replace: the new model scores higher" if self.replace
@@ -383,6 +388,11 @@ def _compare_cli(args) -> int:
     from .console import print_out
 
     c = compare(args.run_dir, args.zoo_folder)
+    if args.json:
+        import json
+
+        print(json.dumps(c.to_json(), indent=2))
+        return 0
     for line in c.lines(Path(args.run_dir), Path(args.zoo_folder)):
         print_out(line)
     return 0
@@ -403,4 +413,5 @@ def register_cli(sub) -> None:
                                         "replace the zoo model only when the new one scores higher")
     c.add_argument("run_dir")
     c.add_argument("zoo_folder")
+    c.add_argument("--json", action="store_true", help="print the figures as JSON")
     c.set_defaults(fn=_compare_cli)
