@@ -14,7 +14,8 @@ next one. This script does those steps the same way every time:
 Live runs lie in ``--work`` (default ``/work/longrun_runs``, outside the checkout), each logging
 to ``WORK/NAME.log``. ``save`` copies what ``mcuzoo run --resume`` needs (config.yaml,
 model_info.json, training_log.csv, the best float_model.keras, checkpoints/state.json and the one
-checkpoint it names) and deletes older checkpoints from the committed copy; ``git add -A
+checkpoint it names), deletes older checkpoints from the committed copy and draws the curves so far
+(``training_curves.png``); ``git add -A
 benchmarks/long_runs`` then commits it. Nothing here trains: every run is ``mcuzoo run``.
 """
 from __future__ import annotations
@@ -154,7 +155,12 @@ def save(work: Path, name: str) -> int:
     for old in (kept / "checkpoints").glob("epoch_*.keras"):
         if old.name != ckpt:
             old.unlink()
-    print(f"saved {_describe(name, kept)}\nnext: git add -A {kept.relative_to(REPO)}")
+    sys.path.insert(0, str(REPO / "src"))
+    from mcuzoo.plots import training_curves_png
+
+    png = training_curves_png(kept / "training_log.csv", kept / "training_curves.png",
+                              f"{name}: epoch {st['epoch']} (best validation at {st['best_epoch']})")
+    print(f"saved {_describe(name, kept)}\ncurves: {png}\nnext: git add -A {kept.relative_to(REPO)}")
     return 0
 
 
