@@ -1,0 +1,58 @@
+"""benchmarks/long_run.py, the tool that carries the recipes' long runs across sessions: `save` keeps exactly
+what `mcuzoo run --resume` needs, with one checkpoint, and `status` reads both copies."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def long_run(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("long_run", REPO / "benchmarks" / "long_run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr(mod, "REPO", tmp_path)
+    return mod
+
+
+def live_run(work: Path, name: str, epoch: int) -> Path:
+    run = work / name
+    (run / "checkpoints").mkdir(parents=True)
+    for f in ("config.yaml", "model_info.json", "float_model.keras"):
+        (run / f).write_text(f"{f} at {epoch}\n")
+    (run / "training_log.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n" + "".join(
+        f"{e},1.0,0.5,1.0,0.5,0.01,10\n" for e in range(1, epoch + 1)))
+    (run / "checkpoints" / f"epoch_{epoch:04d}.keras").write_text("weights\n")
+    (run / "checkpoints" / "state.json").write_text(json.dumps({
+        "epoch": epoch, "learning_rate": 0.01, "best_val_accuracy": 0.5, "best_epoch": 1, "seconds": 36.0,
+        "checkpoint": f"epoch_{epoch:04d}.keras"}))
+    return run
+
+
+def test_save_keeps_what_resume_needs_and_one_checkpoint(long_run, tmp_path, capsys):
+    work = tmp_path / "work"
+    live_run(work, "r", 3)
+    old = long_run.COMMITTED / "r" / "checkpoints"
+    old.mkdir(parents=True)
+    (old / "epoch_0001.keras").write_text("older\n")
+    assert long_run.save(work, "r") == 0
+    kept = long_run.COMMITTED / "r"
+    assert sorted(p.name for p in (kept / "checkpoints").iterdir()) == ["epoch_0003.keras", "state.json"]
+    for f in ("config.yaml", "model_info.json", "float_model.keras", "training_log.csv"):
+        assert (kept / f).read_bytes() == (work / "r" / f).read_bytes()
+    assert (kept / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert long_run.status(work) == 0
+    out = capsys.readouterr().out
+    assert "committed r: epoch 3, best validation 50.00 % at epoch 1" in out and "live      r: epoch 3" in out
+
+
+def test_save_refuses_a_run_without_state(long_run, tmp_path, capsys):
+    (tmp_path / "work" / "r").mkdir(parents=True)
+    assert long_run.save(tmp_path / "work", "r") == 1
+    assert "no checkpoints/state.json" in capsys.readouterr().err
+    assert not (long_run.COMMITTED / "r").exists()
