@@ -70,7 +70,8 @@ def _describe(name: str, run: Path) -> str:
     st = _state(run)
     if st is None:
         return f"{name}: no checkpoints/state.json in {run}"
-    running = " (running, pid " + ",".join(map(str, _pids(run))) + ")" if _pids(run) else ""
+    pids = _pids(run)
+    running = " (running, pid " + ",".join(map(str, pids)) + ")" if pids else ""
     return (f"{name}: epoch {st['epoch']}, best validation {100 * st['best_val_accuracy']:.2f} % at epoch "
             f"{st['best_epoch']}, lr {st['learning_rate']:g}, {st['seconds'] / 3600:.2f} h trained"
             f"{', stopped early' if st.get('stopped_early') else ''} - {run}{running}")
@@ -97,11 +98,10 @@ def _launch(work: Path, name: str, argv: list[str]) -> int:
 
 
 def start(work: Path, config: str, overrides: list[str]) -> int:
-    name = None
-    for line in Path(config).read_text().splitlines():  # the run's name, for its log file
-        if line.startswith("name:"):
-            name = line.split(":", 1)[1].split("#")[0].strip()
-    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("name=")), name) or Path(config).stem
+    sys.path.insert(0, str(REPO / "src"))
+    from mcuzoo.config import load_config
+
+    name = load_config(config, overrides).name  # the run directory's name, for its log and pid files
     return _launch(work, name, ["mcuzoo", "run", str(Path(config).resolve()), f"output_dir={work}", *overrides])
 
 
