@@ -49,3 +49,14 @@ def test_read_json_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(RunDirError, match="not valid JSON"):
         rundir.read_json(tmp_path / "bad.json")
+
+
+def test_input_scaling_prefers_the_models_own_info(tmp_path):
+    from mcuzoo.config import load_config
+
+    cfg = load_config(None, ["preprocessing.rescale=0.5", "preprocessing.offset=-1"])
+    assert rundir.input_scaling(None, cfg) == (0.5, -1.0)
+    info = rundir.ModelInfo(class_names=["a", "b"], input_shape=(8, 8, 1), rescale=1 / 255, offset=0.0)
+    rundir.write_json(tmp_path / rundir.MODEL_INFO, info.to_json())
+    read = rundir.read_model_info(tmp_path / rundir.FLOAT_MODEL)
+    assert rundir.input_scaling(read, cfg) == (pytest.approx(1 / 255), 0.0)

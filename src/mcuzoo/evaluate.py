@@ -128,12 +128,13 @@ def run_stage(cfg: Config, dataset: Dataset, run_dir: str | Path) -> dict:
         console.print("[yellow]note:[/] no test split: evaluating on the validation split")
     metrics: dict = {"evaluation_split": split_name}
     framed = _emnist_framed(split, cfg) if cfg.evaluation.emnist_framing else None
+    rescale, offset = rundir.input_scaling(read_model_info(float_path), cfg)
     for key, path in (("float", float_path), ("int8", int8_path)):
         if not path.is_file():
             continue
         def scored(images: Split, path: Path = path) -> EvalResult:
-            return evaluate_model(path, images, dataset.class_names, cfg.preprocessing.rescale,
-                                  cfg.preprocessing.offset, cfg.evaluation.batch_size, cfg.evaluation.runtime,
+            return evaluate_model(path, images, dataset.class_names, rescale, offset,
+                                  cfg.evaluation.batch_size, cfg.evaluation.runtime,
                                   cfg.evaluation.workers or None)
 
         ev = scored(split)

@@ -16,9 +16,12 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 from .errors import McuzooError, ModelFileError, RunDirError, first_line
+
+if TYPE_CHECKING:
+    from .config import Config
 
 LOCK_NAME = ".lock"
 
@@ -100,6 +103,13 @@ def read_model_info(model_path: str | Path) -> ModelInfo | None:
         return info
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError, OSError):
         raise ModelFileError(f"{p} is not a valid mcuzoo model_info.json") from None
+
+
+def input_scaling(info: ModelInfo | None, cfg: Config) -> tuple[float, float]:
+    """The ``(rescale, offset)`` a model was trained with: its model_info.json's, else the config's."""
+    if info is not None:
+        return info.rescale, info.offset
+    return cfg.preprocessing.rescale, cfg.preprocessing.offset
 
 
 @contextlib.contextmanager

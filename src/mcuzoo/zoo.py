@@ -372,8 +372,7 @@ def compare(run_dir: str | Path, zoo_folder: str | Path) -> Comparison:
     for (folder, cfg, ds), k in zip(runs, keys):
         at = {p: i for i, p in enumerate(k)}
         model = folder / rundir.FLOAT_MODEL
-        info = read_model_info(model)
-        rescale, offset = (info.rescale, info.offset) if info else (cfg.preprocessing.rescale, cfg.preprocessing.offset)
+        rescale, offset = rundir.input_scaling(read_model_info(model), cfg)
         res = evaluate_model(model, ds.val.subset([at[p] for p in shared]), list(ds.class_names), rescale, offset,
                              cfg.evaluation.batch_size)
         assert res.correct is not None  # evaluate_model always fills it

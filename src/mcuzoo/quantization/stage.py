@@ -117,8 +117,7 @@ def run_quant_extras(cfg: Config, dataset: Dataset, run_dir: str | Path, eval_sp
     if not float_path.is_file():
         raise McuzooError(f"quantization extras need {float_path}: train first")
     info = read_model_info(float_path)
-    rescale = info.rescale if info else cfg.preprocessing.rescale
-    offset = info.offset if info else cfg.preprocessing.offset
+    rescale, offset = rundir.input_scaling(info, cfg)
     class_names = list(dataset.class_names)
     if info and list(info.class_names) != class_names:
         raise McuzooError(f"{run_dir}: the dataset's classes differ from the model's (model_info.json)")
