@@ -783,6 +783,28 @@ def test_streaming_cache_and_numpy_gather(tmp_path, monkeypatch):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
+def test_every_pipeline_runs_without_the_autotuning_thread(tmp_path, monkeypatch):
+    """Split.tf_dataset turns tf.data autotuning off (its thread delayed each epoch's end by up to its tuning
+    period), for every kind of split, and the datasets training builds on it keep that."""
+    import tensorflow as tf
+
+    from mcuzoo.data import core
+
+    write_class_folders(tmp_path, {"a": 6, "b": 5})
+    ds = load_dataset(DatasetConfig(name="folder", path=str(tmp_path), validation_split=0.2), (8, 8, 3))
+    streamed = ds.train.tf_dataset(4, shuffle=True, seed=1)
+    cached = ds.train.tf_dataset(4, shuffle=True, seed=1, cache=True)
+    constant = ds.train._decoded.tf_dataset(4)
+    monkeypatch.setattr(core, "_CONSTANT_BYTES", 0)
+    gathered = Split(ds.train.labels, ds.train._decoded.images, None, (8, 8, 3)).tf_dataset(4)
+    shard = tf.data.Options()
+    shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    as_trained = cached.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE).with_options(shard)
+    for d in (streamed, cached, constant, gathered, as_trained):
+        assert d.options().autotune.enabled is False
+        assert sum(len(y) for _, y in d) == len(ds.train)  # and it still yields every image
+
+
 def test_emnist_streams_only_kept_images(tmp_path):
     """IDX images are read in one streaming pass into one buffer; train and val are views of it."""
     labels = np.tile(np.arange(62), 5)

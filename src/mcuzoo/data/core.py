@@ -30,6 +30,22 @@ _LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
 _CONSTANT_BYTES = 64 * 2**20
 
 
+def pipeline_options() -> "tf.data.Options":
+    """The tf.data options of every input pipeline mcuzoo builds (`Split.tf_dataset`): autotuning off.
+
+    With autotuning on, TensorFlow 2.21 often destroys an iterator only at its autotuning thread's next
+    tuning tick: the thread waits out its period (doubling up to 60 s) instead of waking when the iterator
+    is cancelled. In the flowers EfficientNet LC recipe run that left both cores idle for about 16 s at the
+    end of every 26 s epoch (BENCHMARKS.md, "The cards' recipes"). Without it, ``AUTOTUNE`` maps run one
+    call per CPU core and ``AUTOTUNE`` prefetch buffers still grow as needed.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def _check_shape(image_shape) -> tuple[int, int, int]:
     try:
         h, w, c = (int(v) for v in image_shape)
@@ -359,10 +375,10 @@ class Split:
         needed, with prefetch. ``cache=True`` (or a byte budget) decodes the
         split once into memory, kept by this Split for later calls, when it
         fits the budget (default `cache_budget`); otherwise it streams as
-        without it. Batches are the same either way.
+        without it. Batches are the same either way. The pipeline carries
+        `pipeline_options` (no tf.data autotuning thread), and so does every
+        dataset made from it.
         """
-        import tensorflow as tf
-
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.images is None and cache:
@@ -371,6 +387,12 @@ class Split:
                 self._decoded = self.decoded()
             if self._decoded is not None:
                 return self._decoded.tf_dataset(batch_size, shuffle, seed)
+        return self._batches(batch_size, shuffle, seed).with_options(pipeline_options())
+
+    def _batches(self, batch_size: int, shuffle: bool, seed: int) -> "tf.data.Dataset":
+        """`tf_dataset` of this split as it is (in memory, or files decoded as they are needed)."""
+        import tensorflow as tf
+
         n = len(self)
         AUTOTUNE = tf.data.AUTOTUNE
         if self.images is not None:
