@@ -14,6 +14,10 @@ timed after a warm-up epoch of the same source:
 - ``step``: the model step alone: the same float tensors, made once, batched in tf.data with no
   shuffle and no augmentation (the upper bound of what the model step allows).
 
+The mcuzoo and step feeds carry ``mcuzoo.data.core.pipeline_options`` (no tf.data autotuning thread,
+whose tuning tick could hold the end of an epoch: BENCHMARKS.md); the plain fit is Keras' own
+pipeline, as a user's ``fit(x, y)`` gets it.
+
 The ratio mcuzoo / plain is the issue's measure (goal >= 0.8); mcuzoo / step is the pipeline's
 cost against the model step alone. Uses ../shared/data/flowers when it
 is there (--data), else synthetic 128x128 images.
@@ -21,6 +25,7 @@ is there (--data), else synthetic 128x128 images.
     python benchmarks/training_speed_benchmark.py               # about 10 min on 2 cores
     python benchmarks/training_speed_benchmark.py --images 1024 --rounds 6   # what BENCHMARKS.md records
     python benchmarks/training_speed_benchmark.py --images 512 --rounds 3 --bf16   # + the step in bfloat16
+    python benchmarks/training_speed_benchmark.py --images 1024 --rounds 4 --autotune   # + mcuzoo's feed with autotuning on
 """
 from __future__ import annotations
 
@@ -47,6 +52,9 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--bf16", action="store_true",
                     help="also time the model step alone under mixed_bfloat16 (a second model, same tensors)")
+    ap.add_argument("--autotune", action="store_true",
+                    help="also time mcuzoo's feed with tf.data autotuning switched back on (what it was before "
+                         "pipeline_options)")
     a = ap.parse_args()
 
     import mcuzoo  # noqa: F401  (the same TF environment as the CLI)
@@ -55,7 +63,7 @@ def main() -> int:
 
     from mcuzoo.config import load_config
     from mcuzoo.data import augment_fn
-    from mcuzoo.data.core import Split, preprocess
+    from mcuzoo.data.core import Split, pipeline_options, preprocess
     from mcuzoo.models import build_model
     from mcuzoo.train import preprocess_fn
 
@@ -90,12 +98,20 @@ def main() -> int:
     pre = preprocess_fn(cfg.preprocessing.rescale, cfg.preprocessing.offset)
     aug = augment_fn(cfg.augmentation, 0)
 
-    def mcuzoo_epoch(epoch: int) -> float:
-        d = split.tf_dataset(batch, shuffle=True, seed=epoch, cache=True)
-        d = d.map(aug, num_parallel_calls=tf.data.AUTOTUNE).map(pre).prefetch(tf.data.AUTOTUNE)
-        t0 = time.perf_counter()
-        model.fit(d, epochs=1, verbose=0)
-        return time.perf_counter() - t0
+    autotune_on = tf.data.Options()
+    autotune_on.autotune.enabled = True
+
+    def mcuzoo_epoch_of(autotune: bool):
+        """An epoch of mcuzoo's feed; with ``autotune``, tf.data autotuning switched back on."""
+        def mcuzoo_epoch(epoch: int) -> float:
+            d = split.tf_dataset(batch, shuffle=True, seed=epoch, cache=True)
+            d = d.map(aug, num_parallel_calls=tf.data.AUTOTUNE).map(pre).prefetch(tf.data.AUTOTUNE)
+            if autotune:
+                d = d.with_options(autotune_on)
+            t0 = time.perf_counter()
+            model.fit(d, epochs=1, verbose=0)
+            return time.perf_counter() - t0
+        return mcuzoo_epoch
 
     xf = preprocess(images, cfg.preprocessing.rescale, cfg.preprocessing.offset)
 
@@ -110,12 +126,15 @@ def main() -> int:
         """An epoch of ``m`` on the same float tensors, batched once in tf.data: the model step alone."""
         def step_epoch(epoch: int) -> float:
             d = tf.data.Dataset.from_tensor_slices((xt, yt)).batch(batch).prefetch(tf.data.AUTOTUNE)
+            d = d.with_options(pipeline_options())
             t0 = time.perf_counter()
             m.fit(d, epochs=1, verbose=0)
             return time.perf_counter() - t0
         return step_epoch
 
-    runs = {"mcuzoo": mcuzoo_epoch, "plain": plain_epoch, "step": step_epoch_of(model)}
+    runs = {"mcuzoo": mcuzoo_epoch_of(False), "plain": plain_epoch, "step": step_epoch_of(model)}
+    if a.autotune:
+        runs["mcuzoo_autotune"] = mcuzoo_epoch_of(True)
     if a.bf16:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         keras.utils.set_random_seed(0)
@@ -131,8 +150,8 @@ def main() -> int:
         for k, fn in runs.items():
             times[k].append(fn(r + 1))
             print(f"round {r + 1} {k}: {n / times[k][-1]:.1f} images/s", file=sys.stderr)
-    # Throughput on this VM is bimodal (the same epoch runs at ~75 or ~120 images/s from one round to the
-    # next, whichever variant it is), so both the median and the best round (timeit's rule) are reported.
+    # Rounds of one feed can differ a lot (before pipeline_options, a tf.data iterator's end could wait for
+    # the autotuning thread's tick), so both the median and the best round (timeit's rule) are reported.
     ips = {k: n / float(np.median(v)) for k, v in times.items()}
     best = {k: n / float(np.min(v)) for k, v in times.items()}
     res = {
@@ -152,6 +171,8 @@ def main() -> int:
                      ("plain", "plain Keras fit (in-memory float, no augmentation)"),
                      ("step", "model step alone (the same tensors batched once in tf.data, no shuffle)")):
         print(f"| {label} | {ips[k]:.1f} | {best[k]:.1f} |")
+    if "mcuzoo_autotune" in ips:
+        print(f"| mcuzoo, tf.data autotuning on | {ips['mcuzoo_autotune']:.1f} | {best['mcuzoo_autotune']:.1f} |")
     if "step_bf16" in ips:
         print(f"| model step alone, mixed_bfloat16 | {ips['step_bf16']:.1f} | {best['step_bf16']:.1f} |")
     print(f"| ratio mcuzoo / plain fit | {res['ratio']:.3f} | {res['best_ratio']:.3f} |\n"
