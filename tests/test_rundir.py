@@ -1,7 +1,9 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +43,24 @@ def test_lock_refuses_second_live_holder(tmp_path):
     with rundir.RunLock(d):
         assert (d / rundir.LOCK_NAME).read_text().split()[0] == str(os.getpid())
     assert not (d / rundir.LOCK_NAME).exists()
+
+
+def test_a_copied_lock_does_not_block_the_copy_but_a_renamed_folder_stays_locked(tmp_path):
+    """cp -a of a running run directory (an interim copy of a long run) carries the live holder's lock: the
+    lock names the folder it was written in, so the copy is free; the folder, renamed, is still held."""
+    d = rundir.new_run_dir(tmp_path, "r")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (d / rundir.LOCK_NAME).write_text(f"{proc.pid} {rundir._start_time(proc.pid)} {rundir._folder_id(d)}\n")
+        copy = Path(shutil.copytree(d, tmp_path / "copy"))
+        with rundir.RunLock(copy):
+            assert (copy / rundir.LOCK_NAME).read_text().split()[0] == str(os.getpid())
+        moved = d.rename(tmp_path / "moved")
+        with pytest.raises(RunDirError, match="in use"):
+            rundir.RunLock(moved).acquire()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_read_json_errors(tmp_path):

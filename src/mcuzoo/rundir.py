@@ -322,12 +322,18 @@ def _cmdline(pid: int) -> str | None:
         return None
 
 
+def _folder_id(folder: Path) -> str:
+    """The folder's identity (device:inode): kept when it is renamed, new for a copy of it."""
+    st = os.stat(folder)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def _holder_alive(pid: int, start: str | None) -> bool:
     """Whether the process that wrote a lock still runs: its pid lives and, where the lock records it, with
     the same start time; a lock of an older mcuzoo (pid only) counts only if that pid is an mcuzoo process."""
     if not _pid_alive(pid):
         return False
-    if start is not None:
+    if start is not None and start != "-":
         now = _start_time(pid)
         return now is None or now == start
     cmd = _cmdline(pid)
@@ -361,15 +367,16 @@ class RunLock:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
 
-    def _holder_info(self) -> tuple[int, str | None]:
-        """(pid, start time or None) the lock file records; (0, None) when there is none or it is unreadable.
-        The file holds ``PID START`` (an older mcuzoo wrote the PID alone)."""
+    def _holder_info(self) -> tuple[int, str | None, str | None]:
+        """(pid, start time or None, folder identity or None) the lock file records; (0, None, None) when there
+        is none or it is unreadable. The file holds ``PID START FOLDER`` (older mcuzoos wrote less)."""
         try:
             parts = self.path.read_text(encoding="ascii", errors="replace").split()
             pid = int(parts[0]) if parts else 0
-            return (pid if 0 < pid < 1 << 22 else 0), (parts[1] if len(parts) > 1 else None)
+            return ((pid if 0 < pid < 1 << 22 else 0), (parts[1] if len(parts) > 1 else None),
+                    (parts[2] if len(parts) > 2 else None))
         except (OSError, ValueError):
-            return 0, None
+            return 0, None, None
 
     def _holder(self) -> int:
         return self._holder_info()[0]
@@ -380,15 +387,17 @@ class RunLock:
             raise RunDirError(f"cannot lock run directory {folder}: not a folder")
         try:
             with _folder_mutex(folder):
-                pid, start = self._holder_info() if self.path.exists() else (0, None)
-                if pid and pid != os.getpid() and _holder_alive(pid, start):
+                here = _folder_id(folder)
+                pid, start, there = self._holder_info() if self.path.exists() else (0, None, None)
+                # a lock copied with its folder (cp -a of a running run) names the folder it was written in
+                if pid and pid != os.getpid() and there in (None, here) and _holder_alive(pid, start):
                     raise RunDirError(f"run directory {folder} is in use by another mcuzoo process (pid {pid})")
-                # free, stale (its holder is dead, or the pid now names another process) or ours:
-                # write our PID and start time under a temp name, rename it in place
+                # free, stale (its holder is dead, the pid now names another process, or it was copied) or
+                # ours: write our PID, start time and folder identity under a temp name, rename it in place
                 fd, tmp = tempfile.mkstemp(prefix=".lock.", suffix=".tmp", dir=folder)
                 with os.fdopen(fd, "w") as fh:
-                    me = _start_time(os.getpid())
-                    fh.write(f"{os.getpid()} {me}\n" if me else f"{os.getpid()}\n")
+                    me = _start_time(os.getpid()) or "-"
+                    fh.write(f"{os.getpid()} {me} {here}\n")
                 os.chmod(tmp, 0o666 & ~_umask())
                 os.replace(tmp, self.path)
         except OSError as e:
