@@ -323,6 +323,13 @@ def test_config_written_relative_to_its_folder_loads_anywhere(tmp_path, monkeypa
     (zoo / "config.yaml").write_text(text)
     monkeypatch.chdir(tmp_path / "zoo")
     assert load_config(zoo / "config.yaml") == cfg
+    # the writer's own output folder means nothing on another machine: the default (cwd-relative) instead
+    mine = load_config(None, ["dataset.name=folder", f"dataset.path={tmp_path / 'data' / 'pets'}",
+                              f"output_dir={tmp_path / 'longruns'}"])
+    assert load_config(None, [f"output_dir={tmp_path / 'longruns'}"]).output_dir == str(tmp_path / "longruns")
+    (zoo / "config.yaml").write_text(config_to_yaml(mine, relative_to=zoo))
+    assert load_config(zoo / "config.yaml") == cfg  # output_dir: runs
+    assert "output_dir: keep/me" in config_to_yaml(cfg.model_copy(update={"output_dir": "keep/me"}), relative_to=zoo)
 
 
 def test_data_preview_writes_into_the_output_folder(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from mcuzoo import rundir
 from mcuzoo.cli import main
@@ -162,6 +163,11 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert dest == tmp_path / "zoo" / "st_mnist_v1" / "glyphs36_28"
     for name in zoo.REQUIRED:
         assert (dest / name).is_file()
+    # the zoo's config and card name no folder of the machine that made the run
+    assert str(tiny_run.parent) in (tiny_run / "MODEL_CARD.md").read_text()
+    assert yaml.safe_load((dest / rundir.CONFIG).read_text())["output_dir"] == "runs"
+    assert str(tiny_run.parent) not in (dest / "MODEL_CARD.md").read_text()
+    assert "new run directory under `runs`" in (dest / "MODEL_CARD.md").read_text()
     m = json.loads((tiny_run / rundir.METRICS).read_text())
     table = (tmp_path / "zoo" / "README.md").read_text()
     row = [ln for ln in table.splitlines() if ln.startswith("| [st_mnist_v1]")]

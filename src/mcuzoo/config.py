@@ -608,7 +608,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_to_yaml(cfg: Config, relative_to: str | Path | None = None) -> str:
     """The config as YAML; with ``relative_to`` (the folder the file will be in), paths are written relative to
-    it, so that the file keeps working wherever that folder and the data move together (the zoo)."""
+    it, so that the file keeps working wherever that folder and the data move together (the zoo), and an
+    absolute ``output_dir`` (a folder of the machine that wrote it) becomes the default one."""
     data = cfg.model_dump(mode="json")
     if relative_to is not None:
         import os
@@ -617,6 +618,8 @@ def config_to_yaml(cfg: Config, relative_to: str | Path | None = None) -> str:
             value = data.get(section, {}).get(key)
             if isinstance(value, str) and os.path.isabs(value):
                 data[section][key] = os.path.relpath(value, os.path.abspath(relative_to))
+        if os.path.isabs(data["output_dir"]):
+            data["output_dir"] = Config.model_fields["output_dir"].default
     return yaml.safe_dump(data, sort_keys=False)
 
 

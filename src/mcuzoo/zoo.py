@@ -100,6 +100,9 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     from .export import publish
 
     publish(run_dir, dest)  # the run's TFLM export (export stage), never one of an older model
+    from .card import write_card
+
+    write_card(dest, plots=False)  # "how to reproduce" from the zoo's config, not the run's folders
     index(zoo_dir)
     return dest
 
