@@ -333,7 +333,7 @@ def _holder_alive(pid: int, start: str | None) -> bool:
     the same start time; a lock of an older mcuzoo (pid only) counts only if that pid is an mcuzoo process."""
     if not _pid_alive(pid):
         return False
-    if start is not None and start != "-":
+    if start is not None:
         now = _start_time(pid)
         return now is None or now == start
     cmd = _cmdline(pid)
@@ -369,11 +369,12 @@ class RunLock:
 
     def _holder_info(self) -> tuple[int, str | None, str | None]:
         """(pid, start time or None, folder identity or None) the lock file records; (0, None, None) when there
-        is none or it is unreadable. The file holds ``PID START FOLDER`` (older mcuzoos wrote less)."""
+        is none or it is unreadable. The file holds ``PID START FOLDER`` (START ``-`` where unknown; older mcuzoos
+        wrote less)."""
         try:
             parts = self.path.read_text(encoding="ascii", errors="replace").split()
             pid = int(parts[0]) if parts else 0
-            return ((pid if 0 < pid < 1 << 22 else 0), (parts[1] if len(parts) > 1 else None),
+            return ((pid if 0 < pid < 1 << 22 else 0), (parts[1] if len(parts) > 1 and parts[1] != "-" else None),
                     (parts[2] if len(parts) > 2 else None))
         except (OSError, ValueError):
             return 0, None, None
