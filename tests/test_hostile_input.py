@@ -839,6 +839,8 @@ def _lie(data: bytes, lie) -> tuple[bytes, bool]:
     if kind == "index":
         op = ops[a % len(ops)]
         lst = op.outputs if b else op.inputs
+        if lst[c % len(lst)] == v:
+            return data, False  # the index it already has: no lie told
         lst[c % len(lst)] = v
         if 0 <= v < nt and not b:
             return _repack(m), False  # an existing tensor: maybe still valid, nothing to assert
