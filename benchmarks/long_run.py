@@ -5,7 +5,7 @@ epochs runs in pieces: each session resumes it from the state committed in
 ``benchmarks/long_runs/NAME/`` and, before it ends, saves the newest state back there for the
 next one. This script does those steps the same way every time:
 
-    python benchmarks/long_run.py status              # every committed run and its live copy
+    python benchmarks/long_run.py status              # every committed run and its live copy, pace, time left
     python benchmarks/long_run.py start CONFIG [key=value ...]   # a new run, in the background
     python benchmarks/long_run.py resume NAME         # continue from the committed state
     python benchmarks/long_run.py stop [NAME]         # Ctrl-C the runs: the epoch under way is dropped
@@ -66,6 +66,26 @@ def _pids(run: Path) -> list[int]:
     return out
 
 
+def _pace(run: Path, st: dict) -> str:
+    """The recent pace and what is left at that pace: the median seconds of the last 20 epochs (a resumed
+    epoch's start-up and a busy machine's slow epochs move a median less than a mean) times the epochs
+    still to run (``training.epochs`` of the run's config)."""
+    import statistics
+
+    import yaml
+
+    recent = [float(h["seconds"]) for h in st.get("history", [])[-20:] if h.get("seconds")]
+    try:
+        epochs = int(yaml.safe_load((run / "config.yaml").read_text())["training"]["epochs"])
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        epochs = None
+    if not recent or epochs is None or st.get("stopped_early") or st["epoch"] >= epochs:
+        return ""
+    per = statistics.median(recent)
+    left = epochs - st["epoch"]
+    return f", {per:.1f} s per epoch (median of the last {len(recent)}): {left} epochs left, about {left * per / 3600:.1f} h"
+
+
 def _describe(name: str, run: Path) -> str:
     st = _state(run)
     if st is None:
@@ -74,7 +94,7 @@ def _describe(name: str, run: Path) -> str:
     running = " (running, pid " + ",".join(map(str, pids)) + ")" if pids else ""
     return (f"{name}: epoch {st['epoch']}, best validation {100 * st['best_val_accuracy']:.2f} % at epoch "
             f"{st['best_epoch']}, lr {st['learning_rate']:g}, {st['seconds'] / 3600:.2f} h trained"
-            f"{', stopped early' if st.get('stopped_early') else ''} - {run}{running}")
+            f"{', stopped early' if st.get('stopped_early') else ''}{_pace(run, st)} - {run}{running}")
 
 
 def status(work: Path) -> int:

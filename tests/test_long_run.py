@@ -56,3 +56,20 @@ def test_save_refuses_a_run_without_state(long_run, tmp_path, capsys):
     assert long_run.save(tmp_path / "work", "r") == 1
     assert "no checkpoints/state.json" in capsys.readouterr().err
     assert not (long_run.COMMITTED / "r").exists()
+
+
+def test_status_gives_the_pace_and_the_time_left(long_run, tmp_path, capsys):
+    work = tmp_path / "work"
+    run = live_run(work, "r", 5)
+    long_run.COMMITTED.mkdir()
+    (run / "config.yaml").write_text("training:\n  epochs: 1005\n")
+    st = json.loads((run / "checkpoints" / "state.json").read_text())
+    st["history"] = [{"epoch": e, "seconds": s} for e, s in enumerate([90.0, 30.0, 36.0, 40.0, 33.0], 1)]
+    (run / "checkpoints" / "state.json").write_text(json.dumps(st))
+    assert long_run.status(work) == 0
+    assert "36.0 s per epoch (median of the last 5): 1000 epochs left, about 10.0 h" in capsys.readouterr().out
+    st["stopped_early"] = True  # a run that has ended has no time left
+    (run / "checkpoints" / "state.json").write_text(json.dumps(st))
+    long_run.status(work)
+    out = capsys.readouterr().out
+    assert "stopped early" in out and "left" not in out
