@@ -4,8 +4,9 @@ For each zoo folder given (``zoo/<model>/<dataset>_<res>``: ``model_int8.tflite`
 ``config.yaml``), this script loads the run's evaluation split (test, as ``mcuzoo evaluate MODEL
 CONFIG.yaml`` does) and measures images per second of
 
-* ``exact``: :mod:`mcuzoo.runtime`'s default path (LiteRT's reference kernels, batched), in one
-  process and, with ``--workers N``, in N processes;
+* ``exact``: :mod:`mcuzoo.runtime`'s default path (LiteRT's reference kernels, batched, where every
+  operator of the model matches TFLM's; else TFLM's own interpreter), in one process and, with
+  ``--workers N``, in N processes;
 * ``xnnpack``: LiteRT's default XNNPACK delegate (``--runtime xnnpack``), batched;
 * ``tflm``: the ``tflite-micro`` package's interpreter (one image per invoke, as on the board), on the
   first ``--tflm-images`` images.

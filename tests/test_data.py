@@ -397,7 +397,7 @@ def test_in_memory_pipeline():
     batches = list(s.numpy_batches(4))
     assert [len(b[1]) for b in batches] == [4, 4, 2]
     tf_batches = [(x.numpy(), y.numpy()) for x, y in s.tf_dataset(4)]
-    for (a, b), (c, d) in zip(batches, tf_batches):
+    for (a, b), (c, d) in zip(batches, tf_batches, strict=True):
         assert np.array_equal(a, c) and np.array_equal(b, d) and d.dtype == np.int32
     ds = s.tf_dataset(10, shuffle=True, seed=0)
     orders = [next(iter(ds))[1].numpy().tolist() for _ in range(3)]
@@ -768,7 +768,8 @@ def test_streaming_cache_and_numpy_gather(tmp_path, monkeypatch):
     assert tr._decoded is None
     cached = [(x.numpy(), y.numpy()) for x, y in tr.tf_dataset(5, shuffle=True, seed=4, cache=True)]
     assert tr._decoded is not None and tr._decoded.images.shape == (len(tr), 10, 10, 3)
-    for a, b, c in zip(streamed, small, cached):  # the same batches, in the same order
+    assert streamed
+    for a, b, c in zip(streamed, small, cached, strict=True):  # the same batches, in the same order
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])
     assert np.array_equal(tr.take(4, seed=2), Split(tr.labels, None, tr.paths, (10, 10, 3)).take(4, seed=2))
 
@@ -779,7 +780,8 @@ def test_streaming_cache_and_numpy_gather(tmp_path, monkeypatch):
     fresh = Split(mem.labels, mem.images, None, mem.image_shape)
     gathered = [(x.numpy(), y.numpy()) for x, y in fresh.tf_dataset(4, shuffle=True, seed=1)]
     assert fresh._tensors is None
-    for a, b in zip(const, gathered):
+    assert const
+    for a, b in zip(const, gathered, strict=True):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 

@@ -61,11 +61,13 @@ def runs(tmp_path_factory):
 def test_distributed_matches_single_device(runs, name):
     single, dist = log(runs / "single"), log(runs / name)
     assert len(dist) == len(single) == 3
-    # same data order, same initial weights, same global batch: the first epoch's loss agrees closely,
-    # and the run reaches the same accuracy (batch norm statistics are per replica, so not bit-equal)
-    assert dist[0]["loss"] == pytest.approx(single[0]["loss"], rel=0.03)
+    # same data order, same initial weights, same global batch: every epoch's training loss agrees closely
+    # (measured: within 1.4 %; batch norm statistics are per replica, so not bit-equal) and falls as the
+    # single device's does, and the training accuracy reached agrees. Validation is not compared: after three
+    # tiny epochs it is still at chance for every run (measured), so it could not tell a broken run apart.
+    assert [e["loss"] for e in dist] == pytest.approx([e["loss"] for e in single], rel=0.03)
+    assert dist[-1]["loss"] < dist[0]["loss"] - 0.3
     assert dist[-1]["accuracy"] == pytest.approx(single[-1]["accuracy"], abs=0.05)
-    assert dist[-1]["val_accuracy"] == pytest.approx(single[-1]["val_accuracy"], abs=0.1)
     assert single[-1]["accuracy"] > 0.12  # the tiny run does learn (36 classes: chance is 0.028)
 
 

@@ -906,19 +906,24 @@ def target_metrics(case: dict, root: Path) -> None:
     from mcuzoo.card import write_card
     from mcuzoo.evaluate import read_model_info
 
-    run = _run_dir_of(case, root)
+    base = root / "a" / "b" / "c" / "d"  # four empty levels above: a write that climbs out lands in them
+    base.mkdir(parents=True, exist_ok=True)
+    run = _run_dir_of(case, base)
+    zoo_root = base / "zoo"
     errors = []
     for fn in (lambda: rundir.read_json(run / rundir.METRICS), lambda: read_model_info(run / rundir.INT8_TFLITE),
-               lambda: write_card(run, plots=False), lambda: zoo.add(run, root / "zoo"),
-               lambda: zoo.index(root / "zoo")):
+               lambda: write_card(run, plots=False), lambda: zoo.add(run, zoo_root),
+               lambda: zoo.index(zoo_root)):
         try:
             fn()
         except Exception as e:  # noqa: BLE001
             errors.append(e)
-    zoo_root = os.path.realpath(root / "zoo")
+    inside = (Path(os.path.realpath(zoo_root)), Path(os.path.realpath(run)))
     for p in root.rglob("*"):  # whatever the files say, nothing is written outside the run and the zoo
-        real = os.path.realpath(p)
-        if not (real.startswith(zoo_root) or real.startswith(os.path.realpath(run))):
+        if p.is_dir() and p in base.parents or p == base:
+            continue
+        real = Path(os.path.realpath(p))
+        if not any(real == d or real.is_relative_to(d) for d in inside):
             raise AssertionError(f"zoo add wrote outside the zoo: {p}")
     _raise_worst(errors)
 

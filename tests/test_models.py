@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from mcuzoo.errors import ConfigError  # noqa: E402
-from mcuzoo.models import (  # noqa: E402
+from mcuzoo.errors import ConfigError
+from mcuzoo.models import (
     LayerInfo,
     ModelSpec,
     build_model,
@@ -19,7 +18,7 @@ from mcuzoo.models import (  # noqa: E402
     model_summary,
     total_macs,
 )
-from mcuzoo.models.layers import ClipLogits  # noqa: E402
+from mcuzoo.models.layers import ClipLogits
 
 NAMES = ["squeezenet_v1_0", "st_efficientnet_lc_v1", "st_mnist_v1"]
 

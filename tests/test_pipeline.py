@@ -1,4 +1,5 @@
 """The whole path on a tiny run: config -> train -> int8 .tflite -> metrics, and evaluate."""
+import dataclasses
 import json
 
 import numpy as np
@@ -69,7 +70,23 @@ def test_metrics_hold_float_and_int8(tiny_run):
         conf = np.array(m[key]["confusion"])
         assert conf.shape == (36, 36) and conf.sum() == m[key]["n"]
         assert np.trace(conf) / conf.sum() == pytest.approx(m[key]["top1"], abs=1e-6)
-        assert 0.0 <= m[key]["top1_emnist_framing"] <= 1.0  # evaluation.emnist_framing: the second framing
+    # evaluation.emnist_framing: each model scored again on the same test glyphs framed as EMNIST
+    from mcuzoo.data.core import resize_images
+    from mcuzoo.data.loading import load_run_dataset
+    from mcuzoo.models.scoring import evaluate_model
+    from mcuzoo.rundir import input_scaling, read_model_info
+
+    cfg = load_config(tiny_run / rundir.CONFIG)
+    ds = load_run_dataset(cfg)
+    test = ds.test
+    framed = dataclasses.replace(test, images=resize_images(test.images, cfg.model.input_shape,
+                                                             cfg.preprocessing.interpolation, "emnist"))
+    assert not np.array_equal(framed.images, test.images)
+    for key, name in (("float", rundir.FLOAT_MODEL), ("int8", rundir.INT8_TFLITE)):
+        rescale, offset = input_scaling(read_model_info(tiny_run / name), cfg)
+        res = evaluate_model(tiny_run / name, framed, list(ds.class_names), rescale, offset)
+        assert res.n == m[key]["n"]
+        assert m[key]["top1_emnist_framing"] == pytest.approx(res.top1, abs=1e-6), key
     card = (tiny_run / "MODEL_CARD.md").read_text()
     assert "Top 1 (%), EMNIST framing" in card and "reads glyphs as they are stored" in card
     assert m["int8"]["backend"] == "litert" and m["float"]["backend"] == "keras"

@@ -303,8 +303,9 @@ def test_mixed_search(trained, qdq, tmp_path):
     assert res.accuracy >= res.accuracy_int8 - 0.03 - 1e-9
     # int4 weights are still per-channel, and the file runs with float in / out
     assert all(len(s) == 1 for _, s in _weight_scales(m))
-    top1 = evaluate_model(res.path, ds.test, ds.class_names, RESCALE, OFFSET).top1
-    assert 0 <= top1 <= 1
+    # the file kept is the one the search scored (on validation), and it runs on the test split too
+    assert evaluate_model(res.path, ds.val, ds.class_names, RESCALE, OFFSET).top1 == pytest.approx(res.accuracy)
+    assert evaluate_model(res.path, ds.test, ds.class_names, RESCALE, OFFSET).n == len(ds.test)
     json.dumps(res.summary())
 
 
@@ -452,7 +453,12 @@ def test_quantize_verb_on_a_run_directory(trained, capsys):
     assert {"model_float.onnx", "model_qdq_int8.onnx", "quant_report.json", "quant_report.png"} <= names
     mixed = [n for n in names if n.startswith("model_qdq_w4_")]
     assert mixed == [res["mixed"]["file"]]
-    assert res["onnx"]["calibration_images"] == 64 and 0 <= res["onnx"]["top1"] <= 1
+    assert res["onnx"]["calibration_images"] == 64
+    from mcuzoo.evaluate import evaluate_model
+
+    ds = trained["ds"]  # the QDQ model's top-1 as reported is its score on the run's test split
+    qdq_top1 = evaluate_model(run / "model_qdq_int8.onnx", ds.test, ds.class_names, RESCALE, OFFSET).top1
+    assert res["onnx"]["top1"] == pytest.approx(qdq_top1, abs=1e-6)
     assert res["report"]["matched"] >= 7 and res["evaluation_split"] == "test"
     # nothing that was there changed, and no lock or temporary file is left
     assert all((run / n).stat().st_mtime_ns == t for n, t in before.items())

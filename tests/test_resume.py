@@ -42,12 +42,17 @@ def config(tmp_path_factory):
     return p
 
 
-def test_kill_and_resume_equals_uninterrupted(config):
-    # the uninterrupted reference
+@pytest.fixture(scope="module")
+def reference_run(config):
+    """The uninterrupted run the tests below compare with (made once, whichever test asks first)."""
     ref = mcuzoo("run", str(config), *ARGS, "name=ref")
     out, _ = ref.communicate(timeout=600)
     assert ref.returncode == 0, out.decode()[-2000:]
-    ref_dir = config.parent / "runs" / "ref"
+    return config.parent / "runs" / "ref"
+
+
+def test_kill_and_resume_equals_uninterrupted(config, reference_run):
+    ref_dir = reference_run
 
     # the same run, killed with SIGKILL once its second epoch is checkpointed
     victim = mcuzoo("run", str(config), *ARGS)
@@ -83,10 +88,8 @@ def test_kill_and_resume_equals_uninterrupted(config):
     assert len(list((run_dir / "checkpoints").glob("epoch_*.keras"))) == 1
 
 
-def test_resume_of_finished_run_trains_nothing(config):
-    run_dir = config.parent / "runs" / "ref"
-    if not run_dir.is_dir():
-        pytest.skip("needs the reference run of the test above")
+def test_resume_of_finished_run_trains_nothing(reference_run):
+    run_dir = reference_run
     before = (run_dir / rundir.FLOAT_MODEL).stat().st_mtime_ns
     p = mcuzoo("run", "--resume", str(run_dir))
     out, _ = p.communicate(timeout=300)
@@ -232,3 +235,11 @@ def test_cosine_schedule_run_follows_the_schedule_and_resumes_on_it(tmp_path):
     assert logged[1] == pytest.approx(0.004) and logged[3] == pytest.approx(0.0)
     hist = json.loads((run_dir / rundir.HISTORY).read_text())["history"]
     assert hist["learning_rate"] == pytest.approx(expected, rel=1e-6)
+    # resumed with more epochs: the first four stay as logged, the new ones follow the longer schedule
+    run(resume=run_dir, overrides=["training.epochs=6"])
+    longer = load_config(run_dir / rundir.CONFIG)
+    assert longer.training.epochs == 6
+    logged = [float(r["learning_rate"]) for r in log_rows(run_dir)]
+    assert logged[:4] == pytest.approx(expected, rel=1e-6)
+    assert logged[4:] == pytest.approx([scheduled_lr(longer, e, 0.004) for e in (4, 5)], rel=1e-6)
+    assert 0.0 < logged[4] < 0.004 and logged[5] == pytest.approx(0.0)

@@ -91,7 +91,8 @@ def register_cli(subparsers) -> None:
     q.add_argument("--calibration-samples", type=int, default=None, metavar="N",
                    help="calibration images (default: the config's)")
     q.add_argument("--opset", type=int, default=None, choices=range(MIN_OPSET, MAX_OPSET + 1), metavar="N",
-                   help=f"ONNX opset of the QDQ int8 model ({MIN_OPSET}-{MAX_OPSET}, default {MIN_OPSET})")
+                   help=f"ONNX opset of the QDQ int8 model ({MIN_OPSET}-{MAX_OPSET}; default: the run's "
+                        f"quantization.onnx_opset, {MIN_OPSET} unless set)")
     q.add_argument("--tolerance", type=float, default=None, metavar="T",
                    help="mixed: allowed top-1 drop vs all-int8 on validation, as a fraction (default 0.015)")
     q.add_argument("--confidence", type=float, default=None, metavar="C",
