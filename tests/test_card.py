@@ -445,3 +445,12 @@ def test_recipe_epochs_cannot_be_shorter_than_epochs():
     with pytest.raises(McuzooError, match="recipe_epochs"):
         load_config(None, ["training.epochs=50", "training.recipe_epochs=40"])
     assert load_config(None, ["training.epochs=50", "training.recipe_epochs=1000"]).training.recipe_epochs == 1000
+
+
+def test_the_runs_notes_keep_no_path_of_the_machine(run_copy):
+    m = json.loads((run_copy / rundir.METRICS).read_text())
+    m["notes"] = ["Food-101 /work/shared/data/food-101-10: 10 classes", "folder ../shared/data/flowers: 5 classes"]
+    rundir.write_json(run_copy / rundir.METRICS, m)
+    text = render_card(run_copy)
+    assert "- Food-101 food-101-10: 10 classes" in text and "- folder ../shared/data/flowers: 5 classes" in text
+    assert "/work/" not in text

@@ -185,6 +185,9 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert yaml.safe_load((dest / rundir.CONFIG).read_text())["output_dir"] == "runs"
     assert str(tiny_run.parent) not in (dest / "MODEL_CARD.md").read_text()
     assert "new run directory under `runs`" in (dest / "MODEL_CARD.md").read_text()
+    ran, published = (json.loads((d / rundir.ANALYSIS).read_text()) for d in (tiny_run, dest))
+    assert str(tiny_run) in ran["model"] and published["model"] == rundir.INT8_TFLITE
+    assert str(tiny_run.parent) not in (dest / rundir.ANALYSIS).read_text()
     m = json.loads((tiny_run / rundir.METRICS).read_text())
     table = (tmp_path / "zoo" / "README.md").read_text()
     row = [ln for ln in table.splitlines() if ln.startswith("| [st_mnist_v1]")]

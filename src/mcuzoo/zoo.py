@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import rundir
 from .errors import McuzooError
@@ -92,6 +92,9 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
         if name == rundir.CONFIG:  # its paths relative to the zoo folder, so that it runs from any checkout
             rundir.write_text(dest / name, _relocated_config(src, dest))
             continue
+        if name == rundir.ANALYSIS:  # the files it names, as the zoo folder holds them (not the run's paths)
+            rundir.write_json(dest / name, _relocated_analysis(rundir.read_json(src)))
+            continue
         with rundir.atomic_path(dest / name) as tmp:
             shutil.copyfile(src, tmp)
     # a mixed model of an earlier search (other shares in its name) would be mistaken for this one
@@ -106,6 +109,14 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
     write_card(dest, plots=False)  # "how to reproduce" from the zoo's config, not the run's folders
     index(zoo_dir)
     return dest
+
+
+def _relocated_analysis(a: Any) -> Any:
+    """A run's analysis.json as a zoo folder holds it: the model and plot it names by file name only."""
+    for key in ("model", "plot_path"):
+        if isinstance(a, dict) and isinstance(a.get(key), str):
+            a[key] = Path(a[key]).name
+    return a
 
 
 def _check_int8_model(path: Path) -> None:

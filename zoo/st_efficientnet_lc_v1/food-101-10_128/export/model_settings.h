@@ -5,7 +5,7 @@
 #include <cstdint>
 
 // Input: uint8 1x128x128x3; real value = kInputScale * (q - kInputZeroPoint)
-// Preprocessing: resize to the input size (bilinear, aspect fit), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00392157 + 0
+// Preprocessing: resize to the input size (nearest, aspect fit), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00392157 + 0
 using InputType = uint8_t;
 constexpr const char* kInputDtype = "uint8";
 constexpr int kInputRank = 4;
