@@ -72,12 +72,14 @@ def _pace(run: Path, st: dict) -> str:
     still to run (``training.epochs`` of the run's config)."""
     import statistics
 
-    import yaml
+    sys.path.insert(0, str(REPO / "src"))
+    from mcuzoo.config import load_config
+    from mcuzoo.errors import McuzooError
 
     recent = [float(h["seconds"]) for h in st.get("history", [])[-20:] if h.get("seconds")]
     try:
-        epochs = int(yaml.safe_load((run / "config.yaml").read_text())["training"]["epochs"])
-    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        epochs: int | None = load_config(run / "config.yaml").training.epochs
+    except McuzooError:
         epochs = None
     if not recent or epochs is None or st.get("stopped_early") or st["epoch"] >= epochs:
         return ""

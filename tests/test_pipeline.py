@@ -1,5 +1,4 @@
 """The whole path on a tiny run: config -> train -> int8 .tflite -> metrics, and evaluate."""
-import dataclasses
 import json
 
 import numpy as np
@@ -71,17 +70,15 @@ def test_metrics_hold_float_and_int8(tiny_run):
         assert conf.shape == (36, 36) and conf.sum() == m[key]["n"]
         assert np.trace(conf) / conf.sum() == pytest.approx(m[key]["top1"], abs=1e-6)
     # evaluation.emnist_framing: each model scored again on the same test glyphs framed as EMNIST
-    from mcuzoo.data.core import resize_images
     from mcuzoo.data.loading import load_run_dataset
+    from mcuzoo.evaluate import _emnist_framed
     from mcuzoo.models.scoring import evaluate_model
     from mcuzoo.rundir import input_scaling, read_model_info
 
     cfg = load_config(tiny_run / rundir.CONFIG)
     ds = load_run_dataset(cfg)
-    test = ds.test
-    framed = dataclasses.replace(test, images=resize_images(test.images, cfg.model.input_shape,
-                                                             cfg.preprocessing.interpolation, "emnist"))
-    assert not np.array_equal(framed.images, test.images)
+    framed = _emnist_framed(ds.test, cfg)
+    assert not np.array_equal(framed.images, ds.test.images)
     for key, name in (("float", rundir.FLOAT_MODEL), ("int8", rundir.INT8_TFLITE)):
         rescale, offset = input_scaling(read_model_info(tiny_run / name), cfg)
         res = evaluate_model(tiny_run / name, framed, list(ds.class_names), rescale, offset)

@@ -439,6 +439,7 @@ def test_report_refuses_an_unrelated_tflite(trained, tmp_path):
 
 
 def test_quantize_verb_on_a_run_directory(trained, capsys):
+    from mcuzoo.evaluate import evaluate_model
     from mcuzoo.quantization.cli import register_cli
 
     run = trained["run"]
@@ -454,8 +455,6 @@ def test_quantize_verb_on_a_run_directory(trained, capsys):
     mixed = [n for n in names if n.startswith("model_qdq_w4_")]
     assert mixed == [res["mixed"]["file"]]
     assert res["onnx"]["calibration_images"] == 64
-    from mcuzoo.evaluate import evaluate_model
-
     ds = trained["ds"]  # the QDQ model's top-1 as reported is its score on the run's test split
     qdq_top1 = evaluate_model(run / "model_qdq_int8.onnx", ds.test, ds.class_names, RESCALE, OFFSET).top1
     assert res["onnx"]["top1"] == pytest.approx(qdq_top1, abs=1e-6)
