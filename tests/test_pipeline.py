@@ -211,6 +211,22 @@ def test_zoo_add_and_index(tiny_run, tmp_path):
     assert "| [stale]" not in again and again[: again.index(zoo.NOTES_MARKER)].rstrip("\n") == table.rstrip("\n")
 
 
+def test_zoo_add_publishes_the_runs_notes_without_the_machines_paths(tiny_run, tmp_path):
+    import shutil
+
+    from mcuzoo import zoo
+
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
+    m = json.loads((run_dir / rundir.METRICS).read_text())
+    m["notes"] = ["Food-101 /work/shared/data/food-101-10: 10 classes", "folder ../shared/data/flowers: 5 classes"]
+    rundir.write_json(run_dir / rundir.METRICS, m)
+    dest = zoo.add(run_dir, tmp_path / "zoo")
+    published = json.loads((dest / rundir.METRICS).read_text())
+    assert published["notes"] == ["Food-101 food-101-10: 10 classes", "folder ../shared/data/flowers: 5 classes"]
+    assert {k: v for k, v in published.items() if k != "notes"} == {k: v for k, v in m.items() if k != "notes"}
+    assert json.loads((run_dir / rundir.METRICS).read_text())["notes"] == m["notes"]  # the run keeps its own
+
+
 def _h5_groups(keras_file) -> list[str]:
     """Top-level groups of the weights file inside a .keras archive (an "optimizer" group holds Adam's moments)."""
     import io

@@ -186,6 +186,16 @@ def safe_join(root: str | Path, name: str, what: str = "name") -> Path:
     return joined
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s:/]+/)*([^\s:/]+)")
+
+
+def without_machine_paths(note: str) -> str:
+    """A run's note with each absolute path shortened to its last name ("/work/shared/data/flowers" ->
+    "flowers"): for what is published (cards, the zoo's files), where the data lay on the machine that
+    trained it tells its reader nothing (the config's ``dataset.path`` says where the data is expected)."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), note)
+
+
 def _short(v: Any, n: int = 80) -> str:
     r = repr(v)
     return r if len(r) <= n else r[: n - 3] + "..."

@@ -95,6 +95,9 @@ def add(run_dir: str | Path, zoo_dir: str | Path = "zoo") -> Path:
         if name == rundir.ANALYSIS:  # the files it names, as the zoo folder holds them (not the run's paths)
             rundir.write_json(dest / name, _relocated_analysis(rundir.read_json(src)))
             continue
+        if name == rundir.METRICS:  # its dataset notes without where the data lay on the training machine
+            rundir.write_json(dest / name, _relocated_metrics(metrics))
+            continue
         with rundir.atomic_path(dest / name) as tmp:
             shutil.copyfile(src, tmp)
     # a mixed model of an earlier search (other shares in its name) would be mistaken for this one
@@ -117,6 +120,13 @@ def _relocated_analysis(a: Any) -> Any:
         if isinstance(a, dict) and isinstance(a.get(key), str):
             a[key] = Path(a[key]).name
     return a
+
+
+def _relocated_metrics(m: dict) -> dict:
+    """A run's metrics.json as a zoo folder holds it: its notes without the training machine's paths."""
+    if isinstance(m.get("notes"), list):
+        m = {**m, "notes": [rundir.without_machine_paths(n) if isinstance(n, str) else n for n in m["notes"]]}
+    return m
 
 
 def _check_int8_model(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from ..layouts import DATASETS
+from ..rundir import without_machine_paths
 from .context import Context
 from .text import NOT_MEASURED, _code, _get, _int, _pct, _table
 
@@ -67,7 +68,7 @@ def accuracy(ctx: Context) -> str:
     if ctx.split == "validation":
         split_s += " (the dataset has no test split: the validation split also chose the best epoch, so this is optimistic)"
     lines = [f"Dataset details: {details}. Number of classes: {_int(ctx.num_classes)}. Evaluated on the {split_s}."]
-    notes = [_machine_paths_out(str(n)) for n in (ctx.m.get("notes") or [])]
+    notes = [without_machine_paths(str(n)) for n in (ctx.m.get("notes") or [])]
     if notes:
         lines.append("Dataset notes (from the run):\n\n" + "\n".join(f"- {n}" for n in notes))
     rows = _accuracy_rows(ctx)
@@ -173,13 +174,3 @@ def confusion(ctx: Context) -> str:
             f"\n\n![per-layer quantization error]({report['png']})"
         )
     return "\n\n".join(out)
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s:/]+/)*([^\s:/]+)")
-
-
-def _machine_paths_out(note: str) -> str:
-    """A run's note with each absolute path shortened to its last name ("/work/shared/data/flowers" ->
-    "flowers"): a card is published, and where the data lay on the machine that trained it tells its reader
-    nothing (the config's ``dataset.path`` says where the data is expected)."""
-    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), note)
