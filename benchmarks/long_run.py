@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "benchmarks" / "long_runs"
 STATE_FILES = ("config.yaml", "model_info.json", "training_log.csv", "float_model.keras")
+sys.path.insert(0, str(REPO / "src"))  # mcuzoo's config reader and plots, from this checkout
 
 
 def _state(run: Path) -> dict | None:
@@ -72,7 +73,6 @@ def _pace(run: Path, st: dict) -> str:
     still to run (``training.epochs`` of the run's config)."""
     import statistics
 
-    sys.path.insert(0, str(REPO / "src"))
     from mcuzoo.config import load_config
     from mcuzoo.errors import McuzooError
 
@@ -120,7 +120,6 @@ def _launch(work: Path, name: str, argv: list[str]) -> int:
 
 
 def start(work: Path, config: str, overrides: list[str]) -> int:
-    sys.path.insert(0, str(REPO / "src"))
     from mcuzoo.config import load_config
 
     name = load_config(config, overrides).name  # the run directory's name, for its log and pid files
@@ -177,7 +176,6 @@ def save(work: Path, name: str) -> int:
     for old in (kept / "checkpoints").glob("epoch_*.keras"):
         if old.name != ckpt:
             old.unlink()
-    sys.path.insert(0, str(REPO / "src"))
     from mcuzoo.plots import training_curves_png
 
     png = training_curves_png(kept / "training_log.csv", kept / "training_curves.png",

@@ -12,12 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
-def shared_data():
-    """../shared/data, or skip: a user's fresh clone does not have it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA
+def shared_dataset(name: str) -> Path:
+    """../shared/data/NAME, or skip: a user's fresh clone has no ../shared, and a checkout beside one may
+    lack some of its data sets."""
+    p = SHARED_DATA / name
+    if not p.is_dir():
+        pytest.skip(f"{p} is not present")
+    return p
 
 
 def tiny_float_onnx(rng, batch="N"):

@@ -13,7 +13,7 @@ from mcuzoo.data import Dataset, Split, load_dataset, load_eval_split
 from mcuzoo.data.splits import cap_per_class, stratified_split
 from mcuzoo.errors import DataError
 
-from conftest import SHARED_DATA
+from conftest import shared_dataset
 
 
 # ---------------------------------------------------------------------------
@@ -409,15 +409,8 @@ def test_in_memory_pipeline():
 # the real data beside the repository (skipped when absent)
 
 
-def _shared(name: str) -> Path:
-    p = SHARED_DATA / name
-    if not p.is_dir():
-        pytest.skip(f"{p} not available")
-    return p
-
-
 def test_real_emnist_sample():
-    root = _shared("emnist-byclass-sample")
+    root = shared_dataset("emnist-byclass-sample")
     ds = load_dataset(DatasetConfig(name="emnist_byclass", path=str(root), max_per_class=20), (28, 28, 1))
     assert len(ds.class_names) == 36 and len(ds.train) + len(ds.val) <= 36 * 20
     x, y = check_batch(ds.train, (28, 28, 1), batch=64)
@@ -425,7 +418,7 @@ def test_real_emnist_sample():
 
 
 def test_real_flowers():
-    root = _shared("flowers")
+    root = shared_dataset("flowers")
     ds = load_dataset(DatasetConfig(name="folder", path=str(root), max_per_class=10, test_split=0.2), (64, 64, 3))
     assert ds.class_names == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     check_batch(ds.train, (64, 64, 3), batch=8)
@@ -433,7 +426,7 @@ def test_real_flowers():
 
 
 def test_real_food101():
-    root = _shared("food-101-10")
+    root = shared_dataset("food-101-10")
     ds = load_dataset(DatasetConfig(name="food101", path=str(root), max_per_class=8), (32, 32, 3))
     assert len(ds.class_names) == 10 and len(ds.train) + len(ds.val) == 80
     check_batch(ds.val, (32, 32, 3), batch=8)

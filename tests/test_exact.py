@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, shared_dataset
 
 ZOO_MODELS = sorted(REPO.glob("zoo/*/*/model_int8.tflite"))
 ARENA = 4 << 20  # enough for every zoo model (SqueezeNet 128 needs about 0.5 MiB)
@@ -40,14 +40,15 @@ def exact_outputs(path: Path, x: np.ndarray, runtime: str = "exact", workers: in
         runner.close()
 
 
-def _real_images(model_dir: Path, shared: Path, shape, n: int) -> np.ndarray:
-    """``n`` images of the dataset the zoo model was trained on, as its input (uint8, resized as in training)."""
+def _real_images(model_dir: Path, shape, n: int) -> np.ndarray:
+    """``n`` images of the dataset the zoo model was trained on, as its input (uint8, resized as in training);
+    skips where ../shared/data lacks that dataset."""
     import yaml
 
     from mcuzoo.predict import load_image
 
     ds = yaml.safe_load((model_dir / "config.yaml").read_text())["dataset"]
-    root = shared / Path(ds["path"]).name
+    root = shared_dataset(Path(ds["path"]).name)
     if ds["name"] == "emnist_byclass":
         from mcuzoo.data.emnist import find_pair, load_pair
 
@@ -61,11 +62,11 @@ def _real_images(model_dir: Path, shared: Path, shape, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", ZOO_MODELS, ids=[p.parent.relative_to(REPO / "zoo").as_posix() for p in ZOO_MODELS])
-def test_zoo_model_is_bit_identical_to_tflm_on_real_images(model, shared_data):
+def test_zoo_model_is_bit_identical_to_tflm_on_real_images(model):
     from mcuzoo.runtime import open_tflite
 
     shape = tuple(int(d) for d in open_tflite(model.read_bytes(), model).inputs[0]["shape"][1:])
-    x = _real_images(model.parent, shared_data, shape, 24)
+    x = _real_images(model.parent, shape, 24)
     want = tflm_outputs(model, x)
     got = exact_outputs(model, x)  # one batch of 24: the batched path is per-image exact too
     assert got.dtype == want.dtype and got.shape == want.shape
