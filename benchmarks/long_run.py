@@ -198,7 +198,13 @@ def main() -> int:
     a = ap.parse_args()
     work = a.work.resolve()
     if a.verb == "status":
-        return status(work)
+        try:
+            rc = status(work)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return rc
+        except BrokenPipeError:  # `status | head`: the reader has gone; stop quietly, as mcuzoo's CLI does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
     if a.verb == "start":
         return start(work, a.config, a.overrides)
     if a.verb == "resume":

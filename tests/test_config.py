@@ -29,6 +29,22 @@ def test_quickstart_config_loads():
     assert cfg.model.input_shape == (28, 28, 1)
 
 
+def test_every_shipped_config_validates_and_has_its_own_run_name():
+    """A config in configs/ that no longer validates would fail only when a user names it; two with one name
+    would write (and --resume) the same run directory."""
+    from conftest import REPO
+
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(paths) >= 5
+    names = {}
+    for path in paths:
+        cfg = load_config(path)
+        assert cfg.name not in names, f"{path.name} and {names.get(cfg.name)} share the run name {cfg.name}"
+        names[cfg.name] = path.name
+        if cfg.training.recipe_epochs is not None:  # a recipe cut to fit the machine says so on its card
+            assert cfg.training.recipe_epochs >= cfg.training.epochs
+
+
 def test_overrides_are_typed():
     cfg = load_config(None, ["training.epochs=3", "model.input_shape=[32,32,3]", "quantization.per_channel=false"])
     assert cfg.training.epochs == 3
