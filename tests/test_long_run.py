@@ -73,3 +73,21 @@ def test_status_gives_the_pace_and_the_time_left(long_run, tmp_path, capsys):
     long_run.status(work)
     out = capsys.readouterr().out
     assert "stopped early" in out and "left" not in out
+
+
+def test_status_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`python benchmarks/long_run.py status | head -1`: the reader has gone; no traceback, exit 141 as a shell
+    reports a tool killed by the closed pipe."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe fails, whenever it comes
+    try:
+        p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "long_run.py"), "--work", str(tmp_path), "status"],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in p.stderr, p.stderr
+    assert p.returncode == 141
