@@ -5,7 +5,7 @@
 #include <cstdint>
 
 // Input: uint8 1x128x128x3; real value = kInputScale * (q - kInputZeroPoint)
-// Preprocessing: resize to the input size (bilinear, aspect fit), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00392157 + 0
+// Preprocessing: resize to the input size (bilinear, aspect fit), then feed the raw pixels (0..255): the input's quantization turns them into pixel * 0.00784314 + -1
 using InputType = uint8_t;
 constexpr const char* kInputDtype = "uint8";
 constexpr int kInputRank = 4;
@@ -14,8 +14,8 @@ constexpr int kInputHeight = 128;
 constexpr int kInputWidth = 128;
 constexpr int kInputChannels = 3;
 constexpr int kInputSize = 49152;  // elements
-constexpr float kInputScale = 0.003921568859368563f;
-constexpr int kInputZeroPoint = 0;
+constexpr float kInputScale = 0.007843137718737125f;
+constexpr int kInputZeroPoint = 127;
 
 // Output: float32 1x5
 using OutputType = float;
