@@ -196,20 +196,25 @@ def main() -> int:
         sub.add_parser(verb).add_argument("name")
     sub.add_parser("stop").add_argument("name", nargs="?")
     a = ap.parse_args()
-    work = a.work.resolve()
-    if a.verb == "status":
-        try:
-            rc = status(work)
-            sys.stdout.flush()  # a closed pipe shows here, not at exit
-            return rc
-        except BrokenPipeError:  # `status | head`: the reader has gone; stop quietly, as mcuzoo's CLI does
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 141
-    if a.verb == "start":
+    try:
+        rc = _run(a)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return rc
+    except BrokenPipeError:  # `status | head`, any verb: the reader has gone; stop quietly, as mcuzoo's CLI does
+        from mcuzoo.console import stdout_gone
+
+        return stdout_gone()
+
+
+def _run(a: argparse.Namespace) -> int:
+    work, verb = a.work.resolve(), a.verb
+    if verb == "status":
+        return status(work)
+    if verb == "start":
         return start(work, a.config, a.overrides)
-    if a.verb == "resume":
+    if verb == "resume":
         return resume(work, a.name)
-    if a.verb == "stop":
+    if verb == "stop":
         return stop(work, a.name)
     return save(work, a.name)
 

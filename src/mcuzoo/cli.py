@@ -14,7 +14,7 @@ import os
 import sys
 from typing import NoReturn
 
-from .console import console, error, quiet_tensorflow
+from .console import console, error, quiet_tensorflow, stdout_gone
 from .errors import ConfigError, McuzooError, first_line
 
 
@@ -382,10 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             _refresh_card(args.run_dir)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return rc
-    except BrokenPipeError:  # `mcuzoo predict ... | head`: the reader has gone; stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit finds no pipe either
-        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
+    except BrokenPipeError:  # `mcuzoo predict ... | head`: the reader has gone
+        return stdout_gone()
     except McuzooError as e:
         error(f"mcuzoo: error: {e}")
         return e.exit_code

@@ -30,6 +30,14 @@ def _cell_text(cell) -> str:
     return ""
 
 
+def stdout_gone() -> int:
+    """stdout's reader has gone (``mcuzoo predict ... | head``): point stdout at /dev/null, so that Python's own
+    flush at exit finds no pipe either, and return 141 (128 + SIGPIPE), what a shell reports for a tool killed
+    by the closed pipe. Stop quietly with it, as Unix tools do."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def protect_numbers(table) -> None:
     """Make a rich Table never cut a number: no ellipsis anywhere (long text folds onto more lines), and a
     column of short cells with digits in them (counts, sizes, percentages, shapes) keeps its full width."""
