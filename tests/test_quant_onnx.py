@@ -561,3 +561,75 @@ def test_unsupported_layer_is_a_one_line_error(tmp_path):
         export_float_onnx(model, tmp_path / "x.onnx")
     _one_line(e)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _dead_layer_model(head: str):
+    """A tiny model whose layer ``dead`` is ReLU(0 * x - 1): zero on every image. ``head="softmax"``: it feeds the
+    softmax (through the pooling); ``head="add"``: it is added to a live branch and followed by another conv."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    dead = {"kernel_initializer": "zeros", "bias_initializer": keras.initializers.Constant(-1.0), "activation": "relu"}
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    if head == "softmax":
+        x = keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 1, name="dead", **dead)(x)))
+    else:
+        x = keras.layers.Add()([x, keras.layers.Conv2D(4, 1)(keras.layers.Conv2D(4, 1, name="dead", **dead)(x))])
+        x = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, x)
+
+
+def test_a_layer_dead_on_calibration_that_tflm_cannot_run_is_refused(tmp_path):
+    """A layer that is zero on every calibration image gets a range of zero, and TFLM's softmax aborts the whole
+    program on such an input scale (as a random-init SqueezeNet did, now and then, in test_tflm). The quantizer
+    names the layer instead of writing a model the board cannot run."""
+    from mcuzoo.quantization.calibration import Calibration
+    from mcuzoo.quantization.tflite import quantize_tflite
+    from mcuzoo.runtime import dead_activations
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    out = tmp_path / "dead.tflite"
+    with pytest.raises(McuzooError, match=r"TensorFlow Lite Micro cannot run .*'[^']*dead[^']*' .*zero on all 8 "
+                                          r"calibration images") as e:
+        quantize_tflite(_dead_layer_model("softmax"), Calibration(images, 1 / 255, 0.0), out)
+    _one_line(e)
+    assert not out.exists()
+    # a live model has no dead activation, and is written
+    live = _dead_layer_model("add")
+    live.get_layer("dead").set_weights([np.ones((1, 1, 4, 4), np.float32), np.zeros(4, np.float32)])
+    quantize_tflite(live, Calibration(images, 1 / 255, 0.0), out)
+    assert out.exists() and dead_activations(out.read_bytes()) == []
+
+
+def test_a_layer_dead_on_calibration_that_tflm_runs_gets_a_note(tmp_path, capsys):
+    from mcuzoo.quantization.calibration import Calibration
+    from mcuzoo.quantization.tflite import quantize_tflite
+    from mcuzoo.runtime import dead_activations
+    from mcuzoo.runtime import probe_tflm
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    out = tmp_path / "dead.tflite"
+    quantize_tflite(_dead_layer_model("add"), Calibration(images, 1 / 255, 0.0), out)
+    dead = dead_activations(out.read_bytes())
+    assert len(dead) == 1 and "dead" in dead[0]
+    assert probe_tflm(out.read_bytes())[0] is not None  # TFLM runs it
+    assert re.search(r"note:.*'[^']*dead[^']*' was \(almost\) zero on all 8 calibration images", capsys.readouterr().err.replace("\n", " "))
+
+
+def test_a_model_with_a_dead_layer_from_elsewhere_is_named_not_called_hostile(tmp_path, monkeypatch, capsys):
+    """The same model written without mcuzoo's check (as another tool would): LiteRT aborts on it too, and analyze
+    says which tensor has a zero range instead of calling the file corrupt."""
+    from mcuzoo.cli import main
+    from mcuzoo.quantization import tflite
+    from mcuzoo.quantization.calibration import Calibration
+
+    monkeypatch.setattr(tflite, "_check_dead_activations", lambda *a: None)
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    out = tmp_path / "dead.tflite"
+    tflite.quantize_tflite(_dead_layer_model("softmax"), Calibration(images, 1 / 255, 0.0), out)
+    assert main(["analyze", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mcuzoo: error:") and "\n" not in err
+    assert re.search(r"crashes on it \(signal \d+\): tensor '[^']*dead[^']*' .*quantization range of zero", err), err
+    assert "corrupt" not in err

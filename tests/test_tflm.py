@@ -73,10 +73,16 @@ FAMILIES = [  # (model, input, classes, per-channel weights)
 
 @pytest.fixture(scope="module")
 def family_models(tmp_path_factory):
+    import keras
+
     from mcuzoo.models import build_model
     from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
 
+    # Seeded: an untrained SqueezeNet whose last ReLU is zero on all 4 calibration images (about 1 draw in 8 of its
+    # initial weights) cannot run on TFLM, whose softmax aborts on the zero range (now refused by the quantizer,
+    # tests/test_quant_onnx.py); unseeded, this fixture failed now and then.
+    keras.utils.set_random_seed(0)
     out = {}
     rng = np.random.default_rng(0)
     d = tmp_path_factory.mktemp("tflm")

@@ -97,7 +97,7 @@ def probe_tflite(data: bytes, path) -> None:
             res = subprocess.run([sys.executable, "-c", _PROBE, *file], input=data, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
             if res.returncode < 0:
-                why = f"LiteRT crashes on it (signal {-res.returncode}): the file is corrupt or hostile"
+                why = f"LiteRT crashes on it (signal {-res.returncode}): {_crash_cause(data, 'the file is corrupt or hostile')}"
         except subprocess.TimeoutExpired:
             why = f"LiteRT did not finish loading and running it in {PROBE_TIMEOUT_S} s"
         except OSError:  # cannot start a process here: go on without the probe
@@ -105,6 +105,46 @@ def probe_tflite(data: bytes, path) -> None:
         _PROBED[key] = why
     if _PROBED[key]:
         raise ModelFileError(f"cannot read {path}: {_PROBED[key]}")
+
+
+#: An int8 activation whose calibrated range (scale x 255) is under this was (almost) zero on every calibration
+#: image; the converter gives an all-zero range a scale of about 8e-9 (a range of 2e-6).
+DEAD_RANGE = 1e-5
+
+
+def dead_activations(flat: bytes) -> list[str]:
+    """Names (a fused operator's first) of the int8 tensors that an operator writes (activations, not weights)
+    with a calibrated range under :data:`DEAD_RANGE`: layers that gave (almost) zero on every calibration image."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(bytearray(flat), 0)
+    sg = model.Subgraphs(0)
+    n = sg.TensorsLength()
+    ops = (sg.Operators(i) for i in range(sg.OperatorsLength()))
+    written = {int(t) for op in ops if op.OutputsLength() for t in op.OutputsAsNumpy() if 0 <= t < n}
+    dead = []
+    for t in sorted(written):
+        tensor = sg.Tensors(t)
+        q = tensor.Quantization()
+        if tensor.Type() != fb.TensorType.INT8 or q is None or q.ScaleLength() == 0:
+            continue
+        if float(q.ScaleAsNumpy().max()) * 255 < DEAD_RANGE:
+            dead.append(tensor.Name().decode("utf-8", "replace").split(";")[0])  # fused ops: the first name
+    return dead
+
+
+def _crash_cause(data: bytes, otherwise: str) -> str:
+    """Why a runtime may have crashed on a well-formed model: a layer with a zero range (measured: the int8 softmax
+    aborts LiteRT and TFLM when its input has one); else ``otherwise``."""
+    try:
+        dead = dead_activations(data)
+    except Exception:  # noqa: BLE001 - a flatbuffer the generated reader cannot walk
+        return otherwise
+    if not dead:
+        return otherwise
+    more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
+    return (f"tensor {dead[0][-80:]!r}{more} has a quantization range of zero (it was zero on every calibration "
+            "image), which the int8 kernels cannot use")
 
 
 def check_tflite_tensors(tensor_details: list[dict], path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import rundir
-from ..console import captured_output
+from ..console import captured_output, console
 from ..errors import McuzooError, first_line
 from .calibration import Calibration
 
@@ -59,6 +59,7 @@ def quantize_tflite(
     if error is not None:
         detail = next((ln for ln in reversed(log) if "error" in ln.lower()), first_line(error, None))
         raise McuzooError(f"int8 conversion failed: {detail.strip()[:300]}")
+    _check_dead_activations(flat, len(calibration.images))
     out_path = rundir.write_bytes(out_path, flat)
 
     from ai_edge_litert.interpreter import Interpreter
@@ -66,3 +67,21 @@ def quantize_tflite(
     det = Interpreter(model_content=flat).get_input_details()[0]
     scale, zp = det["quantization"]
     return QuantResult(out_path, float(scale), int(zp), len(flat))
+
+
+def _check_dead_activations(flat: bytes, n_images: int) -> None:
+    """A layer that was zero on every calibration image gets a range of zero, on which TFLM can abort the whole
+    program (measured: when the softmax's input has one). Such a model is tried on TFLM, in a child process: when
+    TFLM cannot run it, quantization fails naming the layer; when it can, a note names it."""
+    from ..runtime import dead_activations, probe_tflm
+
+    dead = dead_activations(flat)
+    if not dead:
+        return
+    more = f" and {len(dead) - 1} more" if len(dead) > 1 else ""
+    what = (f"tensor {dead[0][-80:]!r}{more} was (almost) zero on all {n_images} calibration images: a dead layer "
+            "(an untrained or broken model) or calibration images unlike the training data")
+    arena, why = probe_tflm(flat)
+    if arena is None:
+        raise McuzooError(f"int8 conversion: TensorFlow Lite Micro cannot run the int8 model ({why}): {what}")
+    console.print(f"[yellow]note:[/] int8 conversion: {what}")
