@@ -97,7 +97,8 @@ def probe_tflite(data: bytes, path) -> None:
             res = subprocess.run([sys.executable, "-c", _PROBE, *file], input=data, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
             if res.returncode < 0:
-                why = f"LiteRT crashes on it (signal {-res.returncode}): {_crash_cause(data, 'the file is corrupt or hostile')}"
+                cause = _crash_cause(data, "the file is corrupt or hostile")
+                why = f"LiteRT crashes on it (signal {-res.returncode}): {cause}"
         except subprocess.TimeoutExpired:
             why = f"LiteRT did not finish loading and running it in {PROBE_TIMEOUT_S} s"
         except OSError:  # cannot start a process here: go on without the probe
