@@ -605,8 +605,7 @@ def test_a_layer_dead_on_calibration_that_tflm_cannot_run_is_refused(tmp_path):
 def test_a_layer_dead_on_calibration_that_tflm_runs_gets_a_note(tmp_path, capsys):
     from mcuzoo.quantization.calibration import Calibration
     from mcuzoo.quantization.tflite import quantize_tflite
-    from mcuzoo.runtime import dead_activations
-    from mcuzoo.runtime import probe_tflm
+    from mcuzoo.runtime import dead_activations, probe_tflm
 
     images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
     out = tmp_path / "dead.tflite"
@@ -614,7 +613,8 @@ def test_a_layer_dead_on_calibration_that_tflm_runs_gets_a_note(tmp_path, capsys
     dead = dead_activations(out.read_bytes())
     assert len(dead) == 1 and "dead" in dead[0]
     assert probe_tflm(out.read_bytes())[0] is not None  # TFLM runs it
-    assert re.search(r"note:.*'[^']*dead[^']*' was \(almost\) zero on all 8 calibration images", capsys.readouterr().err.replace("\n", " "))
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert re.search(r"note:.*'[^']*dead[^']*' was \(almost\) zero on all 8 calibration images", err), err
 
 
 def test_a_model_with_a_dead_layer_from_elsewhere_is_named_not_called_hostile(tmp_path, monkeypatch, capsys):

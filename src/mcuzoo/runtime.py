@@ -134,6 +134,12 @@ def dead_activations(flat: bytes) -> list[str]:
     return dead
 
 
+def name_dead(dead: list[str]) -> str:
+    """``tensor 'NAME' (and N more)``: how messages name what :func:`dead_activations` found."""
+    more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
+    return f"tensor {dead[0][-80:]!r}{more}"
+
+
 def _crash_cause(data: bytes, otherwise: str) -> str:
     """Why a runtime may have crashed on a well-formed model: a layer with a zero range (measured: the int8 softmax
     aborts LiteRT and TFLM when its input has one); else ``otherwise``."""
@@ -143,9 +149,8 @@ def _crash_cause(data: bytes, otherwise: str) -> str:
         return otherwise
     if not dead:
         return otherwise
-    more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
-    return (f"tensor {dead[0][-80:]!r}{more} has a quantization range of zero (it was zero on every calibration "
-            "image), which the int8 kernels cannot use")
+    return (f"{name_dead(dead)} has a quantization range of zero (it was zero on every calibration image), which "
+            "the int8 kernels cannot use")
 
 
 def check_tflite_tensors(tensor_details: list[dict], path) -> None:

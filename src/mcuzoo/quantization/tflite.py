@@ -73,14 +73,13 @@ def _check_dead_activations(flat: bytes, n_images: int) -> None:
     """A layer that was zero on every calibration image gets a range of zero, on which TFLM can abort the whole
     program (measured: when the softmax's input has one). Such a model is tried on TFLM, in a child process: when
     TFLM cannot run it, quantization fails naming the layer; when it can, a note names it."""
-    from ..runtime import dead_activations, probe_tflm
+    from ..runtime import dead_activations, name_dead, probe_tflm
 
     dead = dead_activations(flat)
     if not dead:
         return
-    more = f" and {len(dead) - 1} more" if len(dead) > 1 else ""
-    what = (f"tensor {dead[0][-80:]!r}{more} was (almost) zero on all {n_images} calibration images: a dead layer "
-            "(an untrained or broken model) or calibration images unlike the training data")
+    what = (f"{name_dead(dead)} was (almost) zero on all {n_images} calibration images: a dead layer (an untrained "
+            "or broken model) or calibration images unlike the training data")
     arena, why = probe_tflm(flat)
     if arena is None:
         raise McuzooError(f"int8 conversion: TensorFlow Lite Micro cannot run the int8 model ({why}): {what}")
