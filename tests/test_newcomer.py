@@ -100,6 +100,27 @@ def test_piped_tables_are_not_wrapped(capsys, monkeypatch):
     assert "12,345,678" in row and "1,234,567,890" in row and ("a long description " * 8).strip() in row
 
 
+@pytest.mark.parametrize("columns", ["40", "200"])
+def test_a_title_wider_than_its_table_stays_on_one_line(capsys, monkeypatch, columns):
+    """e.g. `mcuzoo predict /long/path/model_int8.tflite ... | cat`: rich wraps a title to its table's width."""
+    from rich.table import Table
+
+    from mcuzoo.console import print_out
+
+    monkeypatch.setenv("COLUMNS", columns)
+    title = "/a/long/path/to/zoo/squeezenet_v1_0/flowers_128/model_int8.tflite (litert, MCU-exact)"
+    t = Table(title=title, title_justify="left")
+    t.add_column("#")
+    t.add_row("1")
+    short = Table(title="boards")
+    short.add_column("a column wider than its title")
+    print_out(t, short)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].rstrip() == title
+    assert lines[1].startswith("┏━━━┓")
+    assert sum("boards" in line for line in lines) == 1 and "boards" not in lines[0]
+
+
 def test_models_table_at_80_columns(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["models", "--classes", "101"]) == 0

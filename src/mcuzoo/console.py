@@ -63,13 +63,36 @@ class ResultConsole(Console):
         """A closed pipe (``| head``) is handled in one place, mcuzoo.cli.main (rich would exit with 1 itself)."""
         raise BrokenPipeError
 
+    def _title_line(self, table):
+        """A table's title wider than the table itself, as a line of its own (a rich title wraps to the
+        table's width: 'mcuzoo predict' over a narrow table would print its model path a word per line)."""
+        from rich.measure import Measurement
+        from rich.text import Text
+
+        if not table.title:
+            return None
+        title = table.title if isinstance(table.title, Text) else self.render_str(table.title)
+        width = Measurement.get(self, self.options.update(width=10_000), table).maximum
+        if title.cell_len <= width:
+            return None
+        table.title = None
+        title = title.copy()
+        title.stylize("table.title")
+        return title
+
     def print(self, *objects, **kwargs) -> None:
         from rich.measure import Measurement
         from rich.table import Table
 
+        shown = []
         for o in objects:
             if isinstance(o, Table):
                 protect_numbers(o)
+                title = self._title_line(o)
+                if title is not None:
+                    shown.append(title)
+            shown.append(o)
+        objects = tuple(shown)
         if self.is_terminal or not objects:
             return super().print(*objects, **kwargs)
         saved = self.width
