@@ -57,6 +57,7 @@ class ResultConsole(Console):
 
     Numbers in tables are never cut (:func:`protect_numbers`), and when stdout is not a terminal (a pipe,
     a file) each thing printed is as wide as it needs to be, whatever $COLUMNS says, so that nothing wraps.
+    A table's title wider than the table gets a line of its own.
     """
 
     def on_broken_pipe(self) -> None:
